@@ -1,0 +1,68 @@
+"""What every notebook does first: load params, make sure the data exist, and
+show the resolved params and software versions at the top of the report."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from .params import Params, load_params, write_resolved
+
+VERSIONED = ("cnvrock", "numpy", "pandas", "torch", "scikit-learn", "pyarrow", "papermill", "matplotlib")
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and the main packages (``not installed`` where absent)."""
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def prepare_params(params_path: str | Path) -> Params:
+    """Load params; for a simulated tier whose data are missing, simulate them first."""
+    params = load_params(params_path, check_files=False)
+    if params.simulate is not None:
+        from .simulate import ensure_simulated
+
+        ensure_simulated(params)
+    return load_params(params_path, check_files=True)
+
+
+def setup_notebook(params_path: str | Path, stage: str, show: bool = True) -> Params:
+    """Load and validate params, write ``params.resolved.yaml``, and display the report header."""
+    params = prepare_params(params_path)
+    params.out_path.mkdir(parents=True, exist_ok=True)
+    write_resolved(params)
+    if show:
+        display_header(params, stage)
+    return params
+
+
+def header_html(params: Params, stage: str) -> str:
+    """HTML block: tier, stage, resolved params (collapsible) and software versions."""
+    import html
+
+    rows = "".join(f"<tr><td><code>{html.escape(str(k))}</code></td><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in params.to_dict().items())
+    versions = ", ".join(f"{k} {v}" for k, v in software_versions().items())
+    return (
+        f"<div style='font-family:sans-serif'><h2>CNVRock — tier <code>{html.escape(str(params.tier))}</code>,"
+        f" stage {html.escape(stage)}</h2>"
+        f"<p><b>Params:</b> {html.escape(str(params.source))} (hash {params.hash()})<br>"
+        f"<b>Software:</b> {html.escape(versions)}</p>"
+        f"<details><summary>Resolved params</summary><table>{rows}</table></details></div>"
+    )
+
+
+def display_header(params: Params, stage: str) -> None:
+    """Show :func:`header_html` in a notebook (no-op outside IPython)."""
+    try:
+        from IPython.display import HTML, display
+    except ImportError:  # pragma: no cover - IPython ships with ipykernel
+        return
+    display(HTML(header_html(params, stage)))

@@ -1,0 +1,220 @@
+"""NPY stores: ``counts.npy`` (samples x bins), ``sample_ids.npy``, ``contigs.npy``
+and an optional ``store.json`` provenance file — the original's format.
+
+Stores are read memory-mapped and never written into. Stores written here use
+unicode and plain structured dtypes so they load without unpickling.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_dir
+from .errors import StoreError
+from .reference import BIN_DTYPE, BIN_SIZE
+
+STORE_FILES = ("counts.npy", "sample_ids.npy", "contigs.npy")
+
+
+@dataclass
+class NpyStore:
+    """An opened store. ``counts`` is memory-mapped read-only (reads per bin)."""
+
+    path: Path
+    counts: np.ndarray
+    sample_ids: np.ndarray
+    bins: np.ndarray
+    provenance: dict = field(default_factory=dict)
+    layout: str = "bins"  # "bins" (1 kb grid) or "genes" (legacy per-gene plasmid store)
+
+    @property
+    def n_samples(self) -> int:
+        return self.counts.shape[0]
+
+    @property
+    def n_bins(self) -> int:
+        return self.counts.shape[1]
+
+    @property
+    def bin_lengths(self) -> np.ndarray:
+        """Length of each bin (bp)."""
+        return (self.bins["end"] - self.bins["start"] + 1).astype(np.int64)
+
+    def contig_slices(self) -> dict[str, slice]:
+        """``{contig: slice of bin indices}`` in store order (bins are contiguous per contig)."""
+        chrom = self.bins["chrom"]
+        out: dict[str, slice] = {}
+        change = np.flatnonzero(chrom[1:] != chrom[:-1]) + 1
+        starts = np.concatenate([[0], change])
+        ends = np.concatenate([change, [len(chrom)]])
+        for s, e in zip(starts, ends):
+            out[str(chrom[s])] = slice(int(s), int(e))
+        return out
+
+    def index_of(self, sample_ids) -> np.ndarray:
+        """Row indices of ``sample_ids``; raises StoreError naming the first unknown id."""
+        lookup = {s: i for i, s in enumerate(self.sample_ids.tolist())}
+        try:
+            return np.array([lookup[s] for s in sample_ids], dtype=np.int64)
+        except KeyError as exc:
+            raise StoreError(f"store {self.path}: sample {exc.args[0]!r} is not in sample_ids.npy") from None
+
+
+def _load(path: Path, name: str, allow_pickle: bool, mmap: bool = False) -> np.ndarray:
+    file = path / name
+    if not file.is_file():
+        raise StoreError(f"store {path}: missing {name} (a store holds {', '.join(STORE_FILES)})")
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=allow_pickle)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise StoreError(
+                f"store {path}: {name} holds Python objects, and loading them unpickles, which can "
+                f"execute code from the file. If you trust this store, open it with allow_pickle=True "
+                f"(CLI: --allow-pickle) or convert it once with `cnvrock convert-store {path} NEW_DIR`."
+            ) from None
+        raise StoreError(f"store {path}: {name} is not a readable .npy file: {exc}") from None
+
+
+def _as_bins(raw: np.ndarray, path: Path) -> np.ndarray:
+    names = raw.dtype.names or ()
+    if not {"chrom", "start", "end"} <= set(names):
+        raise StoreError(f"store {path}: contigs.npy must be a structured array with fields chrom, start, end; "
+                         f"found fields {names or 'none'} (dtype {raw.dtype})")
+    bins = np.empty(raw.shape[0], dtype=BIN_DTYPE)
+    bins["chrom"] = np.asarray(raw["chrom"]).astype(str)
+    for col in ("start", "end"):
+        try:
+            bins[col] = np.asarray(raw[col]).astype(np.int64)
+        except (TypeError, ValueError):
+            raise StoreError(f"store {path}: contigs.npy field {col} is not integer") from None
+    return bins
+
+
+def detect_layout(bins: np.ndarray, bin_size: int = BIN_SIZE) -> str:
+    """``"bins"`` for a regular 1 kb grid, ``"genes"`` for a legacy per-gene store."""
+    on_grid = (bins["start"] - 1) % bin_size == 0
+    full = (bins["end"] - bins["start"] + 1) == bin_size
+    chrom = bins["chrom"]
+    last_of_contig = np.append(chrom[1:] != chrom[:-1], True)
+    return "bins" if bool(np.all(on_grid & (full | last_of_contig))) else "genes"
+
+
+def validate(path: Path, counts: np.ndarray, sample_ids: np.ndarray, bins: np.ndarray,
+             check_values: bool = True) -> None:
+    """Check shapes, unique ids, sorted non-overlapping bins, non-negative finite counts.
+
+    Raises StoreError naming the store, file and offending index.
+    """
+    if counts.ndim != 2:
+        raise StoreError(f"store {path}: counts.npy must be 2-D (samples x bins), got shape {counts.shape}")
+    if sample_ids.ndim != 1 or sample_ids.shape[0] != counts.shape[0]:
+        raise StoreError(f"store {path}: sample_ids.npy has {sample_ids.shape[0] if sample_ids.ndim else 0} "
+                         f"ids but counts.npy has {counts.shape[0]} rows")
+    if bins.shape[0] != counts.shape[1]:
+        raise StoreError(f"store {path}: contigs.npy has {bins.shape[0]} bins but counts.npy has "
+                         f"{counts.shape[1]} columns")
+    ids = sample_ids.astype(str)
+    uniq, first, n = np.unique(ids, return_index=True, return_counts=True)
+    if (n > 1).any():
+        dup = uniq[n > 1][0]
+        where = np.flatnonzero(ids == dup)
+        raise StoreError(f"store {path}: sample_ids.npy has duplicate id {dup!r} at indices {where.tolist()}")
+    empty = np.flatnonzero(np.char.str_len(ids) == 0)
+    if empty.size:
+        raise StoreError(f"store {path}: sample_ids.npy has an empty id at index {int(empty[0])}")
+    bad = np.flatnonzero(bins["start"] > bins["end"])
+    if bad.size:
+        raise StoreError(f"store {path}: contigs.npy bin {int(bad[0])} has start > end")
+    same = bins["chrom"][1:] == bins["chrom"][:-1]
+    overlap = np.flatnonzero(same & (bins["start"][1:] <= bins["end"][:-1]))
+    if overlap.size:
+        i = int(overlap[0]) + 1
+        raise StoreError(f"store {path}: contigs.npy bin {i} ({bins['chrom'][i]}:{bins['start'][i]}-"
+                         f"{bins['end'][i]}) is unsorted or overlaps bin {i - 1}")
+    chrom = bins["chrom"]
+    seen_again = [c for c in np.unique(chrom) if np.flatnonzero(chrom == c).ptp() + 1 != np.sum(chrom == c)]
+    if seen_again:
+        raise StoreError(f"store {path}: contigs.npy bins of contig {seen_again[0]} are not contiguous")
+    if not check_values:
+        return
+    kind = counts.dtype.kind
+    if kind not in "uif":
+        raise StoreError(f"store {path}: counts.npy has dtype {counts.dtype}; expected integer read counts")
+    step = max(1, 1 << 24 // max(1, counts.shape[1]))  # about 16M values per chunk
+    for lo in range(0, counts.shape[0], step):
+        block = np.asarray(counts[lo:lo + step])
+        if kind == "f":
+            bad_rows, bad_cols = np.nonzero(~np.isfinite(block))
+            if bad_rows.size:
+                r, c = lo + int(bad_rows[0]), int(bad_cols[0])
+                raise StoreError(f"store {path}: counts.npy has a non-finite value at sample {r} "
+                                 f"({ids[r]}), bin {c}")
+        if kind != "u":
+            bad_rows, bad_cols = np.nonzero(block < 0)
+            if bad_rows.size:
+                r, c = lo + int(bad_rows[0]), int(bad_cols[0])
+                raise StoreError(f"store {path}: counts.npy has a negative count at sample {r} ({ids[r]}), "
+                                 f"bin {c}: {block[bad_rows[0], c]}")
+
+
+def open_store(path: str | Path, allow_pickle: bool = False, check_values: bool = True) -> NpyStore:
+    """Open and validate a store directory (counts memory-mapped, read-only).
+
+    Parameters
+    ----------
+    path : the store directory.
+    allow_pickle : accept object arrays from the original (unpickling can execute code).
+    check_values : scan counts for negative or non-finite values (one pass over the file).
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise StoreError(f"store not found: {path} is not a directory")
+    counts = _load(path, "counts.npy", allow_pickle=False, mmap=True)
+    sample_ids = np.asarray(_load(path, "sample_ids.npy", allow_pickle)).astype(str)
+    bins = _as_bins(_load(path, "contigs.npy", allow_pickle), path)
+    validate(path, counts, sample_ids, bins, check_values=check_values)
+    provenance = {}
+    if (path / "store.json").is_file():
+        try:
+            provenance = json.loads((path / "store.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"store {path}: store.json is not valid JSON: {exc}") from None
+    return NpyStore(path, counts, sample_ids, bins, provenance, layout=detect_layout(bins))
+
+
+def write_store(path: str | Path, counts: np.ndarray, sample_ids, bins: np.ndarray,
+                provenance: dict | None = None, overwrite: bool = False) -> Path:
+    """Write a store directory atomically (complete or absent, never half-written).
+
+    ``counts`` is saved as given (uint32 for read counts, float32 for mosdepth depth).
+    """
+    path = Path(path).expanduser().resolve()
+    if path.exists() and not overwrite:
+        raise StoreError(f"store {path} already exists; refusing to overwrite an existing store")
+    sample_ids = np.asarray(sample_ids).astype(str)
+    bins = np.asarray(bins).astype(BIN_DTYPE)
+    validate(path, counts, sample_ids, bins)
+    prov = dict(provenance or {})
+    prov.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    prov.setdefault("n_samples", int(counts.shape[0]))
+    prov.setdefault("n_bins", int(counts.shape[1]))
+    with atomic_dir(path) as tmp:
+        np.save(tmp / "counts.npy", counts, allow_pickle=False)
+        np.save(tmp / "sample_ids.npy", sample_ids, allow_pickle=False)
+        np.save(tmp / "contigs.npy", bins, allow_pickle=False)
+        (tmp / "store.json").write_text(json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def convert_store(src: str | Path, dst: str | Path) -> Path:
+    """One-time conversion of an original (object-dtype) store into a pickle-free copy."""
+    store = open_store(src, allow_pickle=True)
+    prov = dict(store.provenance)
+    prov["converted_from"] = str(store.path)
+    return write_store(dst, np.asarray(store.counts), store.sample_ids, store.bins, prov)

@@ -187,7 +187,13 @@ def _check_type(key: str, value: Any, spec: Key, where: str) -> Any:
     kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
     if isinstance(value, bool) and bool not in kinds:
         raise ParamsError(f"{where}: key '{key}' = {value!r} is a boolean; expected {spec.expect or kinds}")
-    if float in kinds and isinstance(value, int):
+    if float in kinds and isinstance(value, str):
+        # PyYAML reads "1e-4" (no dot) as a string; accept numeric text for numeric keys.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kinds):
         names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)

@@ -122,7 +122,7 @@ def validate(path: Path, counts: np.ndarray, sample_ids: np.ndarray, bins: np.nd
     ids = sample_ids.astype(str)
     uniq, first, n = np.unique(ids, return_index=True, return_counts=True)
     if (n > 1).any():
-        dup = uniq[n > 1][0]
+        dup = str(uniq[n > 1][0])
         where = np.flatnonzero(ids == dup)
         raise StoreError(f"store {path}: sample_ids.npy has duplicate id {dup!r} at indices {where.tolist()}")
     empty = np.flatnonzero(np.char.str_len(ids) == 0)
@@ -138,9 +138,10 @@ def validate(path: Path, counts: np.ndarray, sample_ids: np.ndarray, bins: np.nd
         raise StoreError(f"store {path}: contigs.npy bin {i} ({bins['chrom'][i]}:{bins['start'][i]}-"
                          f"{bins['end'][i]}) is unsorted or overlaps bin {i - 1}")
     chrom = bins["chrom"]
-    seen_again = [c for c in np.unique(chrom) if np.flatnonzero(chrom == c).ptp() + 1 != np.sum(chrom == c)]
-    if seen_again:
-        raise StoreError(f"store {path}: contigs.npy bins of contig {seen_again[0]} are not contiguous")
+    run_starts = chrom[np.concatenate([[True], chrom[1:] != chrom[:-1]])] if chrom.size else chrom
+    names, runs = np.unique(run_starts, return_counts=True)
+    if (runs > 1).any():
+        raise StoreError(f"store {path}: contigs.npy bins of contig {str(names[runs > 1][0])} are not contiguous")
     if not check_values:
         return
     kind = counts.dtype.kind

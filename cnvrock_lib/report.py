@@ -37,10 +37,25 @@ def setup_notebook(params_path: str | Path, stage: str, show: bool = True) -> Pa
     """Load and validate params, write ``params.resolved.yaml``, and display the report header."""
     params = prepare_params(params_path)
     params.out_path.mkdir(parents=True, exist_ok=True)
+    use_png_figures()
     write_resolved(params)
     if show:
         display_header(params, stage)
     return params
+
+
+def use_png_figures(dpi: int = 90) -> None:
+    """Inline figures as PNG at a modest dpi, so reports stay small and render anywhere."""
+    import matplotlib
+
+    matplotlib.rcParams["figure.dpi"] = dpi
+    matplotlib.rcParams["savefig.dpi"] = dpi
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png")
+    except ImportError:  # outside IPython
+        pass
 
 
 def header_html(params: Params, stage: str) -> str:

@@ -45,3 +45,13 @@ def smoke_params(smoke_params_path):
     from cnvrock_lib.params import load_params
 
     return load_params(smoke_params_path)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(smoke_params_path, smoke_params):
+    """The whole smoke chain run once through the runner (papermill + nbconvert)."""
+    from cnvrock_lib.run import run_tier
+
+    outcomes = run_tier(smoke_params_path)
+    return {"params_path": smoke_params_path, "params": smoke_params, "outcomes": outcomes,
+            "out_dir": smoke_params.out_path, "reports_root": Path(smoke_params.report_dir).parent}

@@ -1,0 +1,1 @@
+"""Plotting functions, one module per stage; each returns a matplotlib Figure."""

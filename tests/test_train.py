@@ -1,0 +1,284 @@
+"""Stage 01 training on a small synthetic store: artefacts, schedules, split, resume, determinism."""
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from cnvrock_lib import reference, store, train
+from cnvrock_lib.errors import InputError
+from cnvrock_lib.params import load_params
+
+N_SAMPLES, N_BINS, N_HOLDOUT = 48, 600, 6
+FAST = {"epochs": 6, "batch_size": 16, "lr": 1e-3, "warmup_epochs": 2, "aux_warmup_epochs": 3, "patience": 3,
+        "conv_channels": [4, 8, 8], "aux_n_blocks": 16, "num_threads": 1}
+
+
+def synthetic_store(root: Path, seed: int = 0) -> tuple[Path, list[str]]:
+    """48 samples x 600 bins: replication gradient, three lineage deletions, an unmappable run, a few amplicons."""
+    rng = np.random.default_rng(seed)
+    pos = np.arange(N_BINS) / N_BINS
+    ori_ter = rng.uniform(1.0, 2.5, N_SAMPLES)
+    mean = rng.uniform(300, 1500, N_SAMPLES)[:, None] * 2 ** (np.log2(ori_ter)[:, None] * (0.5 - 2 * np.abs(pos - 0.5)))
+    lineage = rng.integers(0, 3, N_SAMPLES)
+    for group, (a, b) in enumerate([(50, 80), (200, 260), (400, 420)]):
+        mean[lineage == group, a:b] = 0.5
+    mean[:, 100:105] = 0.2  # unmappable in every sample
+    mean[rng.random(N_SAMPLES) < 0.1, 300:310] *= 4
+    counts = rng.poisson(mean).astype(np.uint32)
+    ids = [f"SRR{i:04d}" for i in range(N_SAMPLES)]
+    path = store.write_store(root / "store", counts, ids, reference.make_bins({"chr": N_BINS * 1000 - 300}))
+    return path, ids
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_cohort")
+    path, ids = synthetic_store(root)
+    (root / "holdout.txt").write_text("# hold-out\n" + "\n".join(ids[:N_HOLDOUT]) + "\n")
+    meta = pd.DataFrame({"sample_id": ids[: N_SAMPLES - 5], "Species": "Klebsiella pneumoniae",
+                         "ST": ["ST11" if i % 2 else "" for i in range(N_SAMPLES - 5)], "sample_accession": "x"})
+    meta.to_csv(root / "meta.tsv", sep="\t", index=False)
+    return root
+
+
+def make_params(cohort: Path, out: Path, **overrides):
+    raw = {"store_path": str(cohort / "store"), "out_dir": str(out), "holdout_ids_path": str(cohort / "holdout.txt"),
+           "kpsc_meta_path": str(cohort / "meta.tsv"), **FAST, **overrides}
+    path = out.parent / f"{out.name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw))
+    return load_params(path)
+
+
+@pytest.fixture(scope="module")
+def trained(cohort, tmp_path_factory):
+    params = make_params(cohort, tmp_path_factory.mktemp("run") / "out")
+    return params, train.train_vae(params, progress=False, log=lambda m: None)
+
+
+def test_artefact_shapes_and_dtypes(trained):
+    params, result = trained
+    out = params.out_path
+    latents = np.load(out / "latents.npy")
+    recon = np.load(out / "reconstructions.npy")
+    medians = np.load(out / "medians.npy")
+    assert latents.shape == (N_SAMPLES, 10) and latents.dtype == np.float32
+    assert recon.shape == (N_SAMPLES, N_BINS) and recon.dtype == np.float32 and (recon >= 0).all()
+    assert medians.shape == (N_SAMPLES,) and medians.dtype == np.float64 and (medians >= 1).all()
+    log = pd.read_csv(out / "training_log.tsv", sep="\t")
+    assert list(log.columns) == train.LOG_COLUMNS and log["epoch"].tolist() == list(range(1, 7))
+    split = pd.read_csv(out / "split.tsv", sep="\t")
+    assert split["split"].value_counts().to_dict() == {"train": 38, "val": 4, "holdout": 6}
+    s = result.summary
+    assert (s["n_train"], s["n_val"], s["n_holdout"], s["n_masked_bins"]) == (38, 4, 6, 5)
+    assert s["device"] == "cpu" and s["samples_per_second"] > 0 and 3 <= s["best_epoch"] <= 6
+    for path in (result.checkpoint, result.checkpoint_last, result.summary_path):
+        assert path.is_file()
+    # reconstructions are expected read counts: near the observed depth of a typical bin
+    counts = np.asarray(store.open_store(params.store_path).counts, dtype=np.float64)
+    ratio = np.median(counts[:, 300:] / np.maximum(recon[:, 300:], 1), axis=1)
+    assert np.all((ratio > 0.6) & (ratio < 1.6))
+
+
+def test_load_model_reproduces_latents(trained):
+    params, _ = trained
+    model, ckpt = train.load_model(params.out_path)
+    x = train.normalised_depth(store.open_store(params.store_path).counts, np.load(params.out_path / "medians.npy"))
+    latents, _ = train.encode_and_reconstruct(model, x, np.load(params.out_path / "medians.npy"))
+    np.testing.assert_allclose(latents, np.load(params.out_path / "latents.npy"), rtol=1e-5, atol=1e-6)
+    assert ckpt["epoch"] == ckpt["best"]["epoch"] and set(ckpt) >= {"optimiser", "generator_state", "params_hash"}
+
+
+def test_loss_falls(cohort, tmp_path):
+    params = make_params(cohort, tmp_path / "out", epochs=15, aux_loss="none", lr=1e-2, conv_channels=[8, 16, 16],
+                         patience=50)
+    train.train_vae(params, progress=False, log=lambda m: None)
+    log = train.load_training_log(params.out_path)
+    assert log["recon"].iloc[-1] < 0.5 * log["recon"].iloc[0]
+    assert log["val_loss"].iloc[-1] < log["val_loss"].iloc[0]
+    assert (log["aux"] == 0).all()
+
+
+def test_schedules():
+    assert [train.beta_at(e, 1.0, 20) for e in (1, 11, 21, 100)] == [0.0, 0.5, 1.0, 1.0]
+    assert train.beta_at(1, 0.5, 0) == 0.5
+    assert train.aux_weight_at(16, 2.0, 30) == pytest.approx(1.0)
+    assert train.aux_weight_at(31, 2.0, 30) == 2.0
+
+
+def test_schedules_in_the_log(trained):
+    params, _ = trained
+    log = train.load_training_log(params.out_path)
+    np.testing.assert_allclose(log["beta"], [0, 0.5, 1, 1, 1, 1])
+    np.testing.assert_allclose(log["aux_weight"], [0, 1 / 3, 2 / 3, 1, 1, 1])
+    assert train.warmup_end(params) == 4
+
+
+def test_split_is_seeded_and_disjoint():
+    holdout = np.zeros(100, dtype=bool)
+    holdout[::4] = True
+    a = train.split_samples(100, holdout, 0.1, seed=1)
+    b = train.split_samples(100, holdout, 0.1, seed=1)
+    c = train.split_samples(100, holdout, 0.1, seed=2)
+    np.testing.assert_array_equal(a.val, b.val)
+    assert not np.array_equal(a.val, c.val)
+    assert len(a.val) == 8 and len(a.train) == 67 and set(a.holdout) == set(np.flatnonzero(holdout))
+    assert not (set(a.train) & set(a.val)) and not ((set(a.train) | set(a.val)) & set(a.holdout))
+    with pytest.raises(InputError, match="nothing to train on"):
+        train.split_samples(3, np.ones(3, dtype=bool), 0.1, 0)
+
+
+def test_holdout_file_with_unknown_id(tmp_path):
+    path = tmp_path / "h.txt"
+    path.write_text("A\nZ\n")
+    with pytest.raises(InputError, match=r"h.txt: 1 id\(s\) are not in the store.*'Z'"):
+        train.read_holdout_ids(path, np.array(["A", "B"]))
+
+
+def test_usable_bins_and_pattern_targets():
+    x = np.log2(np.array([[100, 0, 100, 200], [200, 1, 200, 400], [50, 0, 100, 100]], dtype=np.float64) / 100 + 1)
+    x = x.astype(np.float32)
+    medians = np.ones(3) * 100
+    usable = train.usable_bins(x, medians, np.arange(3), low_cov_threshold=10)
+    assert usable.tolist() == [True, False, True, True]
+    pattern, block_bins = train.pattern_targets(x, np.arange(3), usable, n_blocks=2)
+    assert pattern.shape == (3, 2) and block_bins.tolist() == [1.0, 2.0]
+    profile = np.median(x, axis=0)
+    np.testing.assert_allclose(pattern[:, 1], (x[:, 2:] - profile[2:]).mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(pattern[:, 0], x[:, 0] - profile[0], rtol=1e-6)
+
+
+def test_holdout_and_validation_samples_never_in_a_training_batch(cohort, tmp_path, monkeypatch):
+    seen = []
+    original = train.iter_batches
+
+    def recording(indices, batch_size, generator):
+        for rows in original(indices, batch_size, generator):
+            seen.extend(rows.tolist())
+            yield rows
+
+    monkeypatch.setattr(train, "iter_batches", recording)
+    params = make_params(cohort, tmp_path / "out", epochs=2)
+    train.train_vae(params, progress=False, log=lambda m: None)
+    split = pd.read_csv(params.out_path / "split.tsv", sep="\t")
+    ids = store.open_store(params.store_path).sample_ids
+    trained_ids = set(ids[np.unique(seen)])
+    assert trained_ids == set(split.loc[split["split"] == "train", "sample_id"])
+    assert not trained_ids & set(ids[:N_HOLDOUT])
+    assert len(seen) == 2 * 38
+
+
+def _state(out: Path) -> dict:
+    return torch.load(out / "checkpoint_last.pth", weights_only=True)["model"]
+
+
+def test_same_seed_gives_same_artefacts(cohort, tmp_path, trained):
+    params, _ = trained
+    again = make_params(cohort, tmp_path / "out")
+    train.train_vae(again, progress=False, log=lambda m: None)
+    for name in ("latents.npy", "reconstructions.npy", "medians.npy"):
+        np.testing.assert_array_equal(np.load(again.out_path / name), np.load(params.out_path / name))
+    a, b = train.load_training_log(again.out_path), train.load_training_log(params.out_path)
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+    other = make_params(cohort, tmp_path / "other", seed=7)
+    train.train_vae(other, progress=False, log=lambda m: None)
+    assert not np.array_equal(np.load(other.out_path / "latents.npy"), np.load(params.out_path / "latents.npy"))
+
+
+def test_sigterm_then_resume_matches_uninterrupted_run(cohort, tmp_path, trained, monkeypatch):
+    params, _ = trained
+    resumed = make_params(cohort, tmp_path / "out")
+    original = train.iter_batches
+    calls = {"epoch": 0}
+
+    def terminating(indices, batch_size, generator):
+        calls["epoch"] += 1
+        for i, rows in enumerate(original(indices, batch_size, generator)):
+            if calls["epoch"] == 4 and i == 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # as Slurm pre-emption would, mid-epoch
+            yield rows
+
+    monkeypatch.setattr(train, "iter_batches", terminating)
+    with pytest.raises(train.TrainingInterrupted, match="SIGTERM during epoch 4") as info:
+        train.train_vae(resumed, progress=False, log=lambda m: None)
+    assert info.value.exit_code != 0
+    assert torch.load(resumed.out_path / "checkpoint_last.pth", weights_only=True)["epoch"] == 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+    monkeypatch.setattr(train, "iter_batches", original)
+    messages = []
+    result = train.train_vae(resumed, progress=False, log=messages.append)
+    assert any("resuming from checkpoint_last.pth after epoch 3" in m for m in messages)
+    assert result.summary["resumed_from_epoch"] == 4
+    for key, value in _state(params.out_path).items():
+        torch.testing.assert_close(_state(resumed.out_path)[key], value, rtol=0, atol=0)
+    np.testing.assert_array_equal(np.load(resumed.out_path / "latents.npy"), np.load(params.out_path / "latents.npy"))
+    log = train.load_training_log(resumed.out_path)
+    assert log["epoch"].tolist() == list(range(1, 7))
+
+
+def test_changed_params_train_afresh(cohort, tmp_path, trained):
+    params, _ = trained
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "checkpoint_last.pth").write_bytes((params.out_path / "checkpoint_last.pth").read_bytes())
+    messages = []
+    changed = make_params(cohort, out, lr=2e-3)
+    result = train.train_vae(changed, progress=False, log=messages.append)
+    assert any("training afresh" in m for m in messages) and result.summary["resumed_from_epoch"] is None
+    assert result.summary["epochs_run"] == 6
+
+
+def test_early_stopping_waits_for_warmup(cohort, tmp_path, monkeypatch):
+    # validation loss that only gets worse: the best epoch is the first after warm-up
+    losses = itertools.count(1.0)
+    monkeypatch.setattr(train, "_validate", lambda *args: next(losses))
+    params = make_params(cohort, tmp_path / "out", epochs=20, patience=2)
+    result = train.train_vae(params, progress=False, log=lambda m: None)
+    assert result.summary["best_epoch"] == train.warmup_end(params) == 4
+    assert result.summary["stopped_early"] and result.summary["epochs_run"] == 6
+
+
+@pytest.mark.parametrize("aux", ["sin2", "none"])
+def test_other_aux_losses_run(cohort, tmp_path, aux):
+    params = make_params(cohort, tmp_path / "out", epochs=2, aux_loss=aux)
+    result = train.train_vae(params, progress=False, log=lambda m: None)
+    log = train.load_training_log(params.out_path)
+    assert (log["aux"] > 0).all() == (aux == "sin2")
+    assert result.summary["model"]["aux_n_blocks"] == 0
+
+
+def test_latent_pca_table_keeps_samples_without_metadata(trained):
+    params, _ = trained
+    table, explained = train.latent_pca_table(params)
+    assert len(table) == N_SAMPLES and list(table["sample_id"]) == list(store.open_store(params.store_path).sample_ids)
+    assert (table["Species"] == "unknown").sum() == 5
+    assert (table["ST"] == "unknown").sum() == 5 + (N_SAMPLES - 5 + 1) // 2
+    assert explained.shape == (2,) and 0 < explained.sum() <= 1
+
+
+def test_sigterm_exits_non_zero_in_a_batch_job(cohort, tmp_path):
+    params = make_params(cohort, tmp_path / "out", epochs=500)
+    code = ("import sys; from cnvrock_lib.params import load_params; from cnvrock_lib import train\n"
+            f"p = load_params({str(params.source)!r})\n"
+            "try:\n    train.train_vae(p)\nexcept train.TrainingInterrupted as e:\n"
+            "    print(e, file=sys.stderr); sys.exit(e.exit_code)\n")
+    env = dict(os.environ, CNVROCK_BATCH="1")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (params.out_path / "checkpoint_last.pth").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "epoch 1/500" in err and "SIGTERM" in err
+    assert torch.load(params.out_path / "checkpoint_last.pth", weights_only=True)["epoch"] >= 1

@@ -46,6 +46,62 @@ def _cmd_index(args) -> int:
     return 0
 
 
+def _cmd_build_store(args) -> int:
+    """``build-store``, ``count-sample`` and ``gather``: real data in (see docs/ingest.md)."""
+    from . import ingest
+    from .errors import InputError
+
+    min_mapq = args.min_mapq if args.min_mapq is not None else ingest.default_min_mapq(args.bins)
+    contigs = [c for c in args.contigs.split(",") if c] if args.contigs else None
+    settings = ingest.CountSettings(method=args.method, bins=ingest.resolve_bins(args.bins, contigs),
+                                    min_mapq=min_mapq, reference_fasta=args.reference_fasta,
+                                    read_length=args.read_length)
+    if args.command == "count-sample":
+        if args.input:
+            if not args.sample_id:
+                raise InputError("count-sample --input needs --sample-id")
+            sample_id, path = args.sample_id, args.input
+        elif args.manifest:
+            samples = ingest.read_manifest(args.manifest)
+            if args.index is not None:
+                if not 0 <= args.index < len(samples):
+                    raise InputError(f"count-sample: --index {args.index} is outside the manifest "
+                                     f"{args.manifest} (rows 0..{len(samples) - 1})")
+                row = samples.iloc[args.index]
+            elif args.sample_id:
+                hit = samples[samples["sample_id"] == args.sample_id]
+                if hit.empty:
+                    raise InputError(f"count-sample: sample {args.sample_id!r} is not in {args.manifest}")
+                row = hit.iloc[0]
+            else:
+                raise InputError("count-sample --manifest needs --index (0-based row) or --sample-id")
+            sample_id, path = row["sample_id"], row["path"]
+        else:
+            raise InputError("count-sample needs --input PATH --sample-id ID, or --manifest with --index/--sample-id")
+        out = ingest.count_sample(path, sample_id, args.counts_dir, settings, on_error=args.on_error,
+                                  force=args.force)
+        print(f"sample {sample_id}: " + (f"counts in {out}" if out else "failed; reason recorded in "
+                                         f"{args.counts_dir} (skipped by gather --on-error skip)"))
+        return 0
+    if args.command == "gather" and args.list_missing:
+        print(",".join(map(str, ingest.missing_samples(args.manifest, args.counts_dir, settings))))
+        return 0
+    if args.command == "gather":
+        if not args.out:
+            raise InputError("gather needs --out (the store directory to create), or --list-missing")
+        result = ingest.gather(args.manifest, args.counts_dir, args.out, settings, on_error=args.on_error,
+                               overwrite=args.overwrite)
+    else:
+        result = ingest.build_store(args.manifest, args.out, settings, on_error=args.on_error,
+                                    workers=args.workers, overwrite=args.overwrite,
+                                    tool_versions=ingest.parse_tool_versions(args.tool_version))
+    print(f"store {result.path}: {result.n_samples} samples x {result.n_bins} bins "
+          f"({settings.method}, unit {settings.unit}, {result.seconds:.1f} s)")
+    for s in result.skipped:
+        print(f"  skipped {s['sample_id']} ({s['path']}): {s['reason']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnvrock", description="CNVRock: dosage of AMR genes in Klebsiella pneumoniae from short-read depth.",
@@ -74,6 +130,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="rebuild reports/index.html")
     p.add_argument("reports", nargs="?", default="reports")
     p.set_defaults(func=_cmd_index)
+
+    for verb, text in (("build-store", "count samples (GATK TSV, BAM/CRAM, mosdepth) into a new NPY store"),
+                       ("count-sample", "count one sample into a per-sample file (one cluster job)"),
+                       ("gather", "assemble a store from per-sample files of count-sample")):
+        p = sub.add_parser(verb, help=text, description=text + "; see docs/ingest.md.")
+        p.add_argument("--method", required=True, choices=["gatk-tsv", "bam", "mosdepth"],
+                       help="input kind: CollectReadCounts TSV, BAM/CRAM (counted here), mosdepth regions")
+        p.add_argument("--bins", required=True, help="chromosome | plasmid | reference | FASTA/.fai/'contig length' TSV")
+        p.add_argument("--contigs", help="comma-separated contigs to keep from --bins, in order")
+        p.add_argument("--min-mapq", type=int, help="MAPQ threshold (applied for bam, recorded otherwise); "
+                       "default 20 for --bins chromosome, 0 for plasmid")
+        p.add_argument("--reference-fasta", help="FASTA to decode CRAM files")
+        p.add_argument("--read-length", type=float, help="mosdepth: convert mean depth to read starts (bp)")
+        p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                       help="a bad sample is fatal (default) or skipped and listed in store.json")
+        if verb != "count-sample":
+            p.add_argument("--manifest", required=True, help="TSV with columns sample_id, path")
+            p.add_argument("--out", required=verb == "build-store", help="store directory to create")
+            p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+        if verb == "build-store":
+            p.add_argument("--workers", type=int, help="parallel workers (default: usable CPUs)")
+            p.add_argument("--tool-version", action="append", default=[], metavar="NAME=VERSION",
+                           help="record a tool version in store.json, e.g. gatk=4.5.0.0 (repeatable)")
+        else:
+            p.add_argument("--counts-dir", required=True, help="directory of per-sample counts files")
+        if verb == "count-sample":
+            p.add_argument("--manifest", help="TSV with columns sample_id, path")
+            p.add_argument("--index", type=int, help="0-based manifest row, e.g. $SLURM_ARRAY_TASK_ID")
+            p.add_argument("--sample-id", help="sample to count (with --input, or looked up in --manifest)")
+            p.add_argument("--input", help="the sample's file (instead of --manifest)")
+            p.add_argument("--force", action="store_true", help="recount even if an up-to-date file exists")
+        if verb == "gather":
+            p.add_argument("--list-missing", action="store_true",
+                           help="print the 0-based manifest rows without an up-to-date counts file and exit")
+        p.set_defaults(func=_cmd_build_store)
     return parser
 
 

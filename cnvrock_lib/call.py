@@ -255,14 +255,25 @@ def count_dispersion(flank_ratios: np.ndarray, flank_counts: np.ndarray) -> np.n
     return np.clip(phi, 1.0, MAX_DISPERSION)
 
 
-def bootstrap_median(values: np.ndarray, n_replicates: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap replicates of each row's median (NaN ignored), exactly and vectorised.
+def _median_rank_cdf(n: int) -> np.ndarray:
+    """CDF over j = 1..n of the rank of a bootstrap resample's lower-middle order statistic."""
+    from scipy.special import betainc
 
-    Resampling n values with replacement and taking the k-th order statistic is
-    the same as taking sorted value ⌈n·U₍ₖ₎⌉ with U₍ₖ₎ ~ Beta(k, n − k + 1), the
-    k-th of n uniform order statistics; for even n the next one is
-    U₍ₖ₊₁₎ = U₍ₖ₎ + (1 − U₍ₖ₎)·Beta(1, n − k). So one replicate costs two Beta
-    draws instead of n draws and a sort.
+    k = (n + 1) // 2
+    return betainc(k, n - k + 1, np.arange(1, n + 1) / n)
+
+
+def bootstrap_median(values: np.ndarray, n_replicates: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of each row's median (NaN ignored), vectorised.
+
+    Resampling n values with replacement and taking its k-th order statistic
+    (k = ⌈n/2⌉) gives sorted value ⌈n·U₍ₖ₎⌉ with U₍ₖ₎ ~ Beta(k, n − k + 1), the
+    k-th of n uniform order statistics. Its rank is therefore drawn from the
+    exact discrete CDF I_{j/n}(k, n − k + 1) with one uniform per replicate.
+    For even n the median also needs the next order statistic,
+    U₍ₖ₊₁₎ = U₍ₖ₎ + (1 − U₍ₖ₎)·(1 − V^{1/(n−k)}) with V uniform; there U₍ₖ₎ is
+    placed uniformly inside its rank's cell (an O(1/n) approximation). One
+    replicate costs a few uniforms instead of n draws and a sort.
 
     Parameters
     ----------
@@ -272,32 +283,28 @@ def bootstrap_median(values: np.ndarray, n_replicates: int, rng: np.random.Gener
     Returns (n_rows, n_replicates) float64.
     """
     x = np.sort(np.asarray(values, dtype=np.float64), axis=1)  # NaN last
-    n = np.isfinite(x).sum(axis=1)
-    rows = x.shape[0]
-    out = np.full((rows, n_replicates), np.nan)
-    has = n > 0
-    if not has.any():
-        return out
-    x, n = x[has], n[has]
-    k = (n + 1) // 2                     # lower middle order statistic (1-based)
-    size = (x.shape[0], n_replicates)
-    u_k = rng.beta(k[:, None] * np.ones(size), (n - k + 1)[:, None] * np.ones(size))
-    idx_k = np.clip(np.ceil(n[:, None] * u_k).astype(np.int64) - 1, 0, (n - 1)[:, None])
-    med = np.take_along_axis(x, idx_k, axis=1)
-    even = (n % 2 == 0) & (n > 1)
-    if even.any():
-        b = rng.beta(np.ones(size), np.maximum(n - k, 1)[:, None] * np.ones(size))
-        u_next = u_k + (1.0 - u_k) * b
-        idx_next = np.clip(np.ceil(n[:, None] * u_next).astype(np.int64) - 1, 0, (n - 1)[:, None])
-        upper = np.take_along_axis(x, idx_next, axis=1)
-        med = np.where(even[:, None], 0.5 * (med + upper), med)
-    out[has] = med
+    n_per_row = np.isfinite(x).sum(axis=1)
+    out = np.full((x.shape[0], n_replicates), np.nan)
+    for n in np.unique(n_per_row[n_per_row > 0]):
+        rows = np.flatnonzero(n_per_row == n)
+        xs = x[rows, :n]
+        cdf = _median_rank_cdf(int(n))
+        u = rng.random((rows.size, n_replicates))
+        j = np.minimum(np.searchsorted(cdf, u, side="left"), n - 1)      # 0-based rank
+        med = np.take_along_axis(xs, j, axis=1)
+        k = (n + 1) // 2
+        if n % 2 == 0:
+            u_k = (j + rng.random(j.shape)) / n
+            u_next = u_k + (1.0 - u_k) * (1.0 - rng.random(j.shape) ** (1.0 / (n - k)))
+            j_next = np.clip(np.ceil(n * u_next).astype(np.int64) - 1, j, n - 1)
+            med = 0.5 * (med + np.take_along_axis(xs, j_next, axis=1))
+        out[rows] = med
     return out
 
 
 def bootstrap_crr(gene_ratios: np.ndarray, gene_counts: np.ndarray, weights: np.ndarray,
                   flank_ratios: np.ndarray, dispersion: np.ndarray, n_replicates: int,
-                  rng: np.random.Generator, max_elements: int = 20_000_000) -> np.ndarray:
+                  rng: np.random.Generator, max_elements: int = 10_000_000) -> np.ndarray:
     """Parametric bootstrap replicates of the CRR, vectorised over samples × replicates.
 
     Each usable gene bin's count is redrawn with mean = its observed count and
@@ -324,28 +331,30 @@ def bootstrap_crr(gene_ratios: np.ndarray, gene_counts: np.ndarray, weights: np.
     w_total = w.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         w_norm = np.where(w_total[:, None] > 0, w / w_total[:, None], 0.0)
-        scale = np.where(counts > 0, ratios / counts, 0.0)       # copies per read
-    scale = np.where(usable, scale, 0.0)
-    flat = np.where(usable & (counts == 0), np.where(usable, ratios, 0.0), 0.0)  # ratio kept when no read
-    phi = np.asarray(dispersion, dtype=np.float64)
+        per_read = np.where(usable & (counts > 0), ratios / counts, 0.0) * w_norm   # copies per read
+    fixed = (np.where(usable & (counts == 0), np.where(usable, ratios, 0.0), 0.0) * w_norm).sum(axis=1)
+    counts = np.where(usable, counts, 0.0)
+    extra = np.asarray(dispersion, dtype=np.float64) - 1.0       # gamma variance per unit mean
 
+    flank_rep = bootstrap_median(flank_ratios, n_replicates, rng)
     _, is_local = flank_baseline(flank_ratios)
+    flank_rep[~is_local] = 1.0
     out = np.empty((n, n_replicates), dtype=np.float32)
     step = max(1, max_elements // max(1, n_replicates * max(g, 1)))
     for lo in range(0, n, step):
         sl = slice(lo, lo + step)
-        mean = np.where(usable[sl], counts[sl], 0.0)[:, None, :] * np.ones((1, n_replicates, 1))
-        extra = (phi[sl] - 1.0)[:, None, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lam = np.where(extra > 1e-9,
-                           rng.gamma(np.where(extra > 1e-9, mean / np.maximum(extra, 1e-9), 1.0),
-                                     np.maximum(extra, 1e-9) * np.ones_like(mean)),
-                           mean)
+        size = (min(step, n - lo), n_replicates, g)
+        mean = counts[sl][:, None, :]
+        e = extra[sl][:, None, None]
+        gamma_rows = e[:, 0, 0] > 1e-6
+        lam = np.broadcast_to(mean, size).copy()
+        if gamma_rows.any():
+            shape = mean[gamma_rows] / e[gamma_rows]
+            lam[gamma_rows] = rng.standard_gamma(np.broadcast_to(shape, (int(gamma_rows.sum()),) + size[1:])) \
+                * e[gamma_rows]
         draws = rng.poisson(lam)
-        gene_rep = ((draws * scale[sl][:, None, :] + flat[sl][:, None, :]) * w_norm[sl][:, None, :]).sum(axis=2)
-        flank_rep = bootstrap_median(flank_ratios[sl], n_replicates, rng)
-        flank_rep = np.where(is_local[sl][:, None], flank_rep, 1.0)
-        rep = gene_rep / flank_rep
+        gene_rep = np.einsum("srg,sg->sr", draws, per_read[sl], optimize=False) + fixed[sl][:, None]
+        rep = gene_rep / flank_rep[sl]
         rep[w_total[sl] <= 0] = np.nan
         out[sl] = rep
     return out

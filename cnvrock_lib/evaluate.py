@@ -395,6 +395,9 @@ def _calls_frame(frame: pd.DataFrame, path, what: str, kind: str, value_name: st
                    else pd.Series("", index=frame.index)).to_numpy(),
         "species": (frame["species"].astype(str).str.strip().replace("", np.nan) if "species" in frame.columns
                     else pd.Series(np.nan, index=frame.index, dtype=object)).to_numpy(),
+        # the absent threshold the caller applied (plasmid rows; copies)
+        "threshold": pd.to_numeric(frame["absent_threshold"], errors="coerce").to_numpy(dtype=np.float64)
+        if "absent_threshold" in frame.columns else np.nan,
     })
 
 
@@ -410,11 +413,12 @@ def _families_from_members(members: pd.DataFrame, path, families: dict[str, list
     frame["callable_call"] = frame["call"].where(frame["call"] >= 0)
     grouped = frame.groupby(["sample_id", "gene"], sort=True)
     out = grouped.agg(call=("callable_call", "max"), value=("value", lambda v: v.sum(min_count=1)),
-                      status=("status", "first"), species=("species", "first")).reset_index()
+                      status=("status", "first"), species=("species", "first"),
+                      threshold=("threshold", "max")).reset_index()
     out["call"] = out["call"].fillna(-1).astype(np.int64)
     out["kind"] = "plasmid"
     out["value_name"] = "PCN"
-    return out[["sample_id", "gene", "kind", "call", "value", "value_name", "status", "species"]]
+    return out[["sample_id", "gene", "kind", "call", "value", "value_name", "status", "species", "threshold"]]
 
 
 # --------------------------------------------------------------------------
@@ -501,6 +505,7 @@ def build_table(calls: pd.DataFrame, truth: GroundTruth, meta: pd.DataFrame, hol
             "value": rows["value"].to_numpy(dtype=np.float64),
             "value_name": "CRR" if kind == "chromosome" else "PCN",
             "status": rows["status"].fillna("no_call").to_numpy(),
+            "threshold": rows["threshold"].to_numpy(dtype=np.float64),
             "species": species.to_numpy(), "ST": meta["ST"].to_numpy(),
         })
         if gene in eval_species and kind == "chromosome":
@@ -766,42 +771,33 @@ def tidy_metrics(overall, by_species, by_st, by_label, by_outcome, segments, cal
     return out[["scope", "group", "gene", "mode", "metric", "value"]]
 
 
-def sweep_table(table: pd.DataFrame, extra_thresholds: dict[str, list[float]] | None = None) -> tuple[pd.DataFrame, list[str]]:
+def sweep_table(table: pd.DataFrame, operating: dict[str, float] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """``threshold_sweep.tsv``: per gene/family, MCC/TPR/FPR/PPV over the CRR/PCN threshold and ROC AUC.
 
-    Uses samples with GT, a non-missing call and a finite value.
+    Uses samples with GT, a non-missing call and a finite value. ``operating``
+    (gene -> threshold, copies) adds the caller's own threshold to the grid and
+    to the ``used_threshold`` column; by default it is the median of the
+    table's ``threshold`` column (the absent threshold stage 03 applied).
     """
     frames, notes = [], []
     for gene, g in table.groupby("gene", sort=False):
+        used = (operating or {}).get(gene, np.nan)
+        if not np.isfinite(used) and "threshold" in g.columns and g["threshold"].notna().any():
+            used = float(g["threshold"].median())
         keep = (g["gt"] >= 0) & (g["pred"] >= 0)
         sweep = threshold_sweep(g.loc[keep, "gt"], g.loc[keep, "value"], g["mode"].iloc[0],
-                                extra_thresholds=(extra_thresholds or {}).get(gene, ()))
+                                extra_thresholds=[used] if np.isfinite(used) else ())
         if sweep.empty:
             notes.append(f"{gene}: no threshold sweep (the truth lacks a class or no value is finite)")
             continue
         sweep.insert(0, "value_name", g["value_name"].iloc[0])
         sweep.insert(0, "mode", g["mode"].iloc[0])
         sweep.insert(0, "family", gene)
+        sweep["used_threshold"] = used
         frames.append(sweep)
-    cols = ["family", "mode", "value_name", "threshold", "direction", "mcc", "tpr", "fpr", "ppv", "n", "n_pos", "auc"]
+    cols = ["family", "mode", "value_name", "threshold", "direction", "mcc", "tpr", "fpr", "ppv", "n", "n_pos",
+            "auc", "used_threshold"]
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)), notes
-
-
-def _configured_thresholds(params: Params, families: dict[str, list[str]]) -> dict[str, list[float]]:
-    """The rules' own thresholds, so the sweep contains the operating points (copies)."""
-    out: dict[str, list[float]] = {}
-    absent = float(params.pcn_absent_threshold)
-    per_gene: dict[str, float] = {}
-    path = params.plasmid_gene_coords_path
-    if path and Path(path).is_file():
-        panel = read_tsv(path, ["gene"], "plasmid gene panel")
-        if "absent_threshold" in panel.columns:
-            per_gene = pd.to_numeric(panel.set_index("gene")["absent_threshold"], errors="coerce").dropna().to_dict()
-    for fam, members in families.items():
-        out[fam] = sorted({absent, float(params.pcn_amp_threshold), *(per_gene.get(m, absent) for m in members)})
-    crr = sorted({float(params.cnv_crr_amp_threshold)})
-    out.setdefault("blaSHV", crr)
-    return out
 
 
 def evaluate(params: Params, modes: dict[str, str] | None = None, write: bool = True) -> EvaluationResult:
@@ -831,7 +827,11 @@ def evaluate(params: Params, modes: dict[str, str] | None = None, write: bool = 
     parts = summarise(table, int(params.eval_min_group_n))
     segments, seg_notes = segment_diagnostics(out_dir, sorted(table["sample_id"].unique()))
     notes += seg_notes
-    sweep, sweep_notes = sweep_table(table, _configured_thresholds(params, families))
+    # blaSHV-like genes in amp mode are called at the CRR amplification threshold
+    operating = {g: float(params.cnv_crr_amp_threshold) for g, m in
+                 table.loc[table["kind"] == "chromosome", ["gene", "mode"]].drop_duplicates().itertuples(index=False)
+                 if m == "amp"}
+    sweep, sweep_notes = sweep_table(table, operating)
     notes += sweep_notes
     text = format_evaluation_txt(parts["overall"], parts["by_label"], parts["by_outcome"], parts["by_species"],
                                  parts["by_st"], segments, parts["call_status"], summary, notes,

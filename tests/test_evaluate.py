@@ -443,6 +443,10 @@ def test_tidy_metrics_and_headline_agree_with_the_text(cohort):
     assert set(sweep["family"]) == {"blaSHV", "blaKPC", "blaCTX-M"}
     kpc = sweep[sweep["family"] == "blaKPC"]
     assert 0.2 in set(kpc["threshold"].round(6)) and kpc["auc"].iloc[0] == pytest.approx(1.0)
+    assert (kpc["used_threshold"] == 0.2).all()  # the caller's absent threshold (plasmid rows)
+    shv = sweep[sweep["family"] == "blaSHV"]
+    assert (shv["used_threshold"] == cohort.cnv_crr_amp_threshold).all()
+    assert 1.75 in set(shv["threshold"].round(6))
 
 
 def test_same_inputs_same_artefacts(cohort):

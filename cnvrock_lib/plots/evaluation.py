@@ -88,7 +88,11 @@ def confusion_matrices(overall: pd.DataFrame) -> Figure:
 
 
 def threshold_curves(sweep: pd.DataFrame, overall: pd.DataFrame | None = None) -> Figure:
-    """MCC against the CRR/PCN threshold per family; the best threshold marked, and the calls' MCC dashed."""
+    """MCC against the CRR/PCN threshold per family.
+
+    Marks the best threshold (red), the threshold the caller used (grey line)
+    and the MCC of the calls themselves (dashed).
+    """
     if sweep.empty:
         return _empty("no threshold sweep (no gene has both classes in the ground truth)")
     families = list(dict.fromkeys(sweep["family"]))
@@ -104,10 +108,15 @@ def threshold_curves(sweep: pd.DataFrame, overall: pd.DataFrame | None = None) -
         ax.axvline(best["threshold"], color="tab:red", lw=0.8, ls=":")
         ax.plot([best["threshold"]], [best["mcc"]], "o", color="tab:red", ms=4,
                 label=f"best {best['mcc']:.2f} at {best['threshold']:.2f}")
+        used = s["used_threshold"].iloc[0] if "used_threshold" in s.columns else np.nan
+        if pd.notna(used):
+            ax.axvline(used, color="0.3", lw=0.8, label=f"threshold used {used:.2f}")
         if fam in called.index and pd.notna(called[fam]):
             ax.axhline(called[fam], color="0.4", lw=0.8, ls="--", label=f"calls {called[fam]:.2f}")
-        if (x > 0).any() and x[x > 0].max() / max(x[x > 0].min(), 1e-9) > 50:
-            ax.set_xscale("symlog", linthresh=0.05)
+        if (x > 0).any() and x.min() >= 0 and x[x > 0].max() / max(x[x > 0].min(), 1e-9) > 50:
+            # PCN spans decades (ColE-like plasmids at 10-40 copies); linear below 0.05 keeps 0 on the axis
+            ax.set_xscale("symlog", linthresh=0.05, linscale=0.5)
+            ax.set_xlim(left=0)
         ax.set_title(f"{fam} ({s['mode'].iloc[0]}, AUC {s['auc'].iloc[0]:.3f})", fontsize=9)
         ax.set_xlabel(f"{s['value_name'].iloc[0]} threshold (copies; positive if {s['direction'].iloc[0]})")
         ax.set_ylabel("MCC")
@@ -158,7 +167,7 @@ def value_by_truth(table: pd.DataFrame) -> Figure:
         sns.stripplot(data=g, x="truth", y="shown", hue="outcome", order=["GT negative", "GT positive"],
                       hue_order=["TN", "FP", "FN", "TP"], palette={"TN": "0.6", "FP": "tab:orange",
                                                                      "FN": "tab:red", "TP": "tab:blue"},
-                      size=2.5, jitter=0.3, ax=ax, legend=gene == genes[-1])
+                      size=3.5, jitter=0.3, ax=ax, legend=gene == genes[-1])
         ax.set_yscale("log")
         ax.set_title(f"{gene} ({g['mode'].iloc[0]})", fontsize=9)
         ax.set_xlabel("")

@@ -636,3 +636,85 @@ def latent_pca_table(params: Params, n_components: int = 2) -> tuple[pd.DataFram
             table[col] = "unknown"
         table[col] = table[col].fillna("").replace("", "unknown")
     return table, pca.explained_variance_ratio_
+
+
+def summary_table(summary: dict) -> pd.DataFrame:
+    """``train_summary.json`` as a two-column table for reports (device, throughput, split, stopping)."""
+    model = summary.get("model", {})
+    rows = [
+        ("device", f"{summary['device']} ({summary.get('device_name', '')}), {summary['threads']} CPU thread(s)"),
+        ("throughput", f"{summary['samples_per_second']:.0f} training samples / s" if summary.get(
+            "samples_per_second") else "n/a"),
+        ("training time", f"{summary['train_seconds']:.1f} s over {summary['epochs_run']} epoch(s) "
+                          f"(of {summary['epochs']} planned)"),
+        ("samples", f"{summary['n_train']} train, {summary['n_val']} validation, {summary['n_holdout']} hold-out "
+                    f"(never trained on)"),
+        ("bins", f"{summary['n_bins']} ({summary['n_masked_bins']} masked from the reconstruction loss)"),
+        ("best epoch", f"{summary['best_epoch']} (loss {summary['best_loss']:.2f})"
+                       + ("; stopped early" if summary["stopped_early"] else "")),
+        ("resumed", f"from epoch {summary['resumed_from_epoch']}" if summary.get("resumed_from_epoch") else "no"),
+        ("model", f"channels {model.get('channels')}, kernels {model.get('kernels')}, strides "
+                  f"{model.get('strides')}, latent {model.get('latent_dim')}, {summary.get('n_parameters')} "
+                  f"parameters; aux_loss {summary.get('aux_loss')}"),
+    ]
+    return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
+
+
+def reconstruction_error(params: Params, chunk: int = 2048) -> pd.DataFrame:
+    """Per sample: median |log2((observed + 1) / (expected + 1))| over bins with expected depth ≥
+    ``hmm_low_cov_threshold`` (reads), and the 99.9th percentile of that log ratio (local excess).
+
+    Columns ``sample_id split median_abs_log2 max_excess_log2`` in store order.
+    """
+    out = params.out_path
+    st = open_store(params.store_path, check_values=False)
+    expected = np.load(out / "reconstructions.npy", mmap_mode="r")
+    split = pd.read_csv(out / "split.tsv", sep="\t", dtype=str, keep_default_na=False)
+    med = np.empty(st.n_samples)
+    excess = np.empty(st.n_samples)
+    for lo in range(0, st.n_samples, chunk):
+        exp = np.asarray(expected[lo:lo + chunk], dtype=np.float64)
+        ratio = np.log2((np.asarray(st.counts[lo:lo + chunk], dtype=np.float64) + 1) / (exp + 1))
+        ratio[exp < params.hmm_low_cov_threshold] = np.nan
+        with np.errstate(all="ignore"):
+            med[lo:lo + chunk] = np.nanmedian(np.abs(ratio), axis=1)
+            excess[lo:lo + chunk] = np.nanpercentile(ratio, 99.9, axis=1)
+    return pd.DataFrame({"sample_id": st.sample_ids, "split": split["split"].to_numpy(),
+                         "median_abs_log2": med, "max_excess_log2": excess})
+
+
+def example_tracks(params: Params, errors: pd.DataFrame | None = None) -> dict:
+    """Observed and expected depth of a few telling samples for the report.
+
+    The samples: a typical hold-out (or validation) sample (median error), the
+    worst-reconstructed sample, and the sample with the strongest local excess
+    over its reconstruction (an amplification the VAE should *not* reproduce).
+    Returns ``position_mb``, ``observed``, ``expected`` (reads per bin),
+    ``sample_ids``, ``labels``.
+    """
+    errors = reconstruction_error(params) if errors is None else errors
+    picks: list[tuple[int, str]] = []
+    unseen = errors[errors["split"].isin(["holdout"])]
+    unseen = unseen if len(unseen) else errors[errors["split"] == "val"]
+    if len(unseen):
+        i = (unseen["median_abs_log2"] - unseen["median_abs_log2"].median()).abs().idxmin()
+        picks.append((int(i), f"typical {errors.loc[i, 'split']} sample (median |log2 ratio| "
+                              f"{errors.loc[i, 'median_abs_log2']:.3f})"))
+    i = int(errors["median_abs_log2"].idxmax())
+    picks.append((i, f"worst reconstructed ({errors.loc[i, 'split']}; median |log2 ratio| "
+                     f"{errors.loc[i, 'median_abs_log2']:.3f})"))
+    i = int(errors["max_excess_log2"].idxmax())
+    picks.append((i, f"strongest local excess ({errors.loc[i, 'split']}; 99.9th pct log2 ratio "
+                     f"{errors.loc[i, 'max_excess_log2']:.2f})"))
+    seen, rows, labels = set(), [], []
+    for i, label in picks:
+        if i not in seen:
+            seen.add(i)
+            rows.append(i)
+            labels.append(label)
+    st = open_store(params.store_path, check_values=False)
+    expected = np.load(params.out_path / "reconstructions.npy", mmap_mode="r")
+    mid = (st.bins["start"] + st.bins["end"]) / 2 / 1e6
+    return {"position_mb": mid, "observed": np.asarray(st.counts[rows], dtype=np.float64),
+            "expected": np.asarray(expected[rows], dtype=np.float64), "sample_ids": st.sample_ids[rows].tolist(),
+            "labels": labels}

@@ -309,3 +309,18 @@ def test_progress_goes_to_stderr(tmp_path, capsys, monkeypatch):
     S.simulate_cohort(tmp_path / "p", 10, progress=True)
     captured = capsys.readouterr()
     assert "10/10 samples" in captured.err and captured.out == ""
+
+
+def test_doc_figures_render_from_a_cohort(cohort, tmp_path):
+    from matplotlib.figure import Figure
+
+    from cnvrock_lib.plots import simulation as SP
+
+    data = SP.load_cohort(cohort)
+    ex = SP.pick_examples(data)
+    assert {"low_ori_ter", "high_ori_ter", "normal", "shv_amp_high"} <= set(ex)
+    assert isinstance(SP.depth_track(data, ex["normal"]), Figure)
+    written = SP.render_doc_figures(cohort, tmp_path / "img", dpi=40)
+    assert {p.name for p in written} >= {"sim_ori_ter.png", "sim_gc_bias.png", "sim_shv_amplification.png",
+                                         "sim_lineage_deletion.png", "sim_mappability.png", "sim_genome_tracks.png"}
+    assert all(p.stat().st_size > 1000 for p in written)

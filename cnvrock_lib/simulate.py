@@ -189,7 +189,7 @@ KP_NAMED_STS = (("ST258", 14), ("ST11", 10), ("ST307", 7), ("ST147", 5), ("ST15"
 KP_TAIL = (110, 22.0)   # further STs and their summed weight (Zipf)
 KP_NOVEL = (12, 3.5)    # lineages without an assigned ST (empty ST) and their summed weight
 KQ_KV_STS = 20          # STs per K. quasipneumoniae / K. variicola
-GATE_BATCH_TYPES = ("PCR", "Nextera", "PCR-free")
+LIBRARY_TYPES = ("PCR", "Nextera", "PCR-free")
 # GC-bias curve per batch type: log2 depth factor = -kappa * ((gc - peak) / 0.1)^2.
 GC_CURVES = {"PCR": (0.30, 0.47), "Nextera": (0.25, 0.60), "PCR-free": (0.08, 0.52)}
 LINEAGE_DELETION = {"CG258": (0.0, 0.01), "other": (0.03, 0.12)}  # fraction of the chromosome
@@ -633,7 +633,7 @@ def draw_cohort(world: World, n_samples: int, seed: int, cfg: SimConfig) -> Coho
     nb = cfg.n_batches
     batch_p = rng.dirichlet(np.full(nb, 1.5))
     batch = rng.choice(nb, size=n, p=batch_p)
-    batch_type = rng.choice(len(GATE_BATCH_TYPES), size=nb, p=[0.45, 0.35, 0.20])
+    batch_type = rng.choice(len(LIBRARY_TYPES), size=nb, p=[0.45, 0.35, 0.20])
     batch_read_len = rng.choice(cfg.read_lengths, size=nb)
     batch_insert = rng.uniform(*cfg.insert_range, size=nb)
     lo, hi = cfg.depth_range
@@ -647,8 +647,8 @@ def draw_cohort(world: World, n_samples: int, seed: int, cfg: SimConfig) -> Coho
         depth[out] = batch_depth[batch[out]] * np.exp(rng.normal(0, 0.35, int(out.sum())))
     depth = np.clip(depth, lo, hi)
     read_len = batch_read_len[batch].astype(float)
-    kappa0 = np.array([GC_CURVES[GATE_BATCH_TYPES[t]][0] for t in batch_type])
-    peak0 = np.array([GC_CURVES[GATE_BATCH_TYPES[t]][1] for t in batch_type])
+    kappa0 = np.array([GC_CURVES[LIBRARY_TYPES[t]][0] for t in batch_type])
+    peak0 = np.array([GC_CURVES[LIBRARY_TYPES[t]][1] for t in batch_type])
     gc_kappa = cfg.gc_strength * kappa0[batch] * np.exp(rng.normal(0, 0.25, n))
     gc_peak = peak0[batch] + rng.normal(0, 0.01, n)
     a, b = cfg.ori_ter_beta
@@ -771,7 +771,7 @@ def draw_cohort(world: World, n_samples: int, seed: int, cfg: SimConfig) -> Coho
     samples = pd.DataFrame({
         "species": [SPECIES[s] for s in species], "ST": st, "lineage": [world.lineages[k].name for k in lineage],
         "batch": batch, "gc_batch": [f"batch{b:02d}" for b in batch],
-        "gc_batch_type": [GATE_BATCH_TYPES[batch_type[b]] for b in batch],
+        "gc_batch_type": [LIBRARY_TYPES[batch_type[b]] for b in batch],
         "read_length": read_len.astype(int), "depth": depth, "reads_per_bin": depth * 1000.0 / read_len,
         "ori_ter_ratio": ori_ter, "gc_kappa": gc_kappa, "gc_peak": gc_peak, "smooth_sd": smooth_sd,
         "smooth_rho": smooth_rho, "nb_phi": nb_phi, "split_share": split_share,
@@ -1194,7 +1194,7 @@ def simulate_cohort(data_dir, n_samples: int, seed: int = 42, *, hard: bool = Fa
                 samples[col] = samples[col].round(5)
         write_tsv(tmp / FILES["samples"], samples)
         write_tsv(tmp / FILES["bin_features"], bin_features(world))
-        write_text(tmp / FILES["params"], _params_yaml(data_dir.name, seed))
+        write_text(tmp / FILES["params"], _params_yaml(int(n_samples), int(seed), bool(hard)))
         write_json(tmp / FILES["cohort"], {"settings": settings, "config": dataclasses.asdict(cfg),
                                            "files": FILES, "seconds": round(time.perf_counter() - t0, 2)})
     if progress:
@@ -1202,11 +1202,11 @@ def simulate_cohort(data_dir, n_samples: int, seed: int = 42, *, hard: bool = Fa
     return {name: data_dir / rel for name, rel in FILES.items()}
 
 
-def _params_yaml(name: str, seed: int) -> str:
+def _params_yaml(n_samples: int, seed: int, hard: bool) -> str:
     import yaml
 
     doc = {
-        "tier": f"sim_{name}", "seed": int(seed),
+        "tier": f"sim{n_samples}_seed{seed}{'_hard' if hard else ''}", "seed": int(seed),
         "store_path": FILES["chrom_store"], "plasmid_store_path": FILES["plasmid_store"], "out_dir": "results",
         "kpsc_gt_path": FILES["amrfinder_gt"], "kpsc_kleborate_gt_path": FILES["kleborate_gt"],
         "kpsc_meta_path": FILES["metadata"], "chrom_gene_coords_path": FILES["chrom_gene_coords"],

@@ -111,7 +111,8 @@ def test_same_seed_same_files_and_other_seed_differs(tmp_path):
         ca, cb, cc = (np.load(p[store] / "counts.npy") for p in (a, b, c))
         np.testing.assert_array_equal(ca, cb)
         assert ca.shape == cc.shape and not np.array_equal(ca, cc)
-    for name in ("amrfinder_gt", "kleborate_gt", "metadata", "gene_truth", "segments", "samples", "holdout_ids"):
+    for name in ("amrfinder_gt", "kleborate_gt", "metadata", "gene_truth", "segments", "samples", "holdout_ids",
+                 "params", "bin_features"):
         assert a[name].read_bytes() == b[name].read_bytes(), name
     assert a["metadata"].read_bytes() != c["metadata"].read_bytes()
 

@@ -1,0 +1,120 @@
+"""Simulator speed, determinism and the measured-back properties of docs/simulation.md.
+
+Usage: python bench/simulate_speed.py [--n-samples 5000] [--seed 42] [--hard]
+                                      [--workdir /tmp/cnvrock_bench_sim] [--repeat-check 200]
+                                      [--properties] [--figures docs/img]
+
+Times ``simulate_cohort`` end to end (world, per-sample draws, counts, files), and
+the counting step alone, then prints samples per second. ``--repeat-check N``
+simulates N samples twice and once with another seed and reports whether the
+files are identical (they must be for the same seed). ``--properties`` prints
+``measure_properties`` of the timed cohort as a Markdown table (the table in
+docs/simulation.md comes from this). ``--figures DIR`` renders the sim_*.png
+figures of the docs from the timed cohort.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cnvrock_lib import simulate as S
+
+
+def _md_table(frame) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    names = [rel for rel in S.FILES.values() if rel != "cohort.json"]  # it records the run time
+    for rel in names:
+        pa, pb = a / rel, b / rel
+        if pa.is_dir():
+            for f in ("counts.npy", "sample_ids.npy", "contigs.npy"):
+                if not filecmp.cmp(pa / f, pb / f, shallow=False):
+                    return False
+        elif not filecmp.cmp(pa, pb, shallow=False):
+            return False
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-samples", type=int, default=5000)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--hard", action="store_true")
+    ap.add_argument("--workdir", default="/tmp/cnvrock_bench_sim")
+    ap.add_argument("--repeat-check", type=int, default=200, help="samples for the determinism check (0: skip)")
+    ap.add_argument("--properties", action="store_true")
+    ap.add_argument("--figures", default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the simulated cohort")
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}; numpy {np.__version__}")
+
+    t0 = time.perf_counter()
+    world = S.build_world()
+    t_world = time.perf_counter() - t0
+    cfg = S.SimConfig.make(hard=args.hard)
+    t0 = time.perf_counter()
+    cohort = S.draw_cohort(world, args.n_samples, args.seed, cfg)
+    t_draw = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    S.simulate_counts(world, cohort, args.seed, cfg)
+    t_counts = time.perf_counter() - t0
+    del cohort
+
+    target = work / "cohort"
+    t0 = time.perf_counter()
+    S.simulate_cohort(target, args.n_samples, args.seed, hard=args.hard, progress=False)
+    t_total = time.perf_counter() - t0
+    size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file()) / 1e6
+    print(f"\n{args.n_samples} samples x 5,334 + 2,031 bins (seed {args.seed}{', hard' if args.hard else ''})")
+    print("| step | seconds |\n|---|---|")
+    print(f"| build the world (cached per process) | {t_world:.2f} |")
+    print(f"| per-sample draws (draw_cohort) | {t_draw:.2f} |")
+    print(f"| read counts (simulate_counts) | {t_counts:.2f} |")
+    print(f"| simulate_cohort end to end (world cached; all files written) | {t_total:.2f} |")
+    print(f"\n{args.n_samples / t_total:.0f} samples/s end to end; {size:.0f} MB written")
+
+    if args.repeat_check:
+        a, b, c = (work / f"repeat_{k}" for k in "abc")
+        S.simulate_cohort(a, args.repeat_check, args.seed, hard=args.hard, progress=False)
+        S.simulate_cohort(b, args.repeat_check, args.seed, hard=args.hard, progress=False)
+        S.simulate_cohort(c, args.repeat_check, args.seed + 1, hard=args.hard, progress=False)
+        print(f"\ndeterminism ({args.repeat_check} samples): same seed identical files: {_same_files(a, b)}; "
+              f"seed {args.seed + 1} identical to seed {args.seed}: {_same_files(a, c)}")
+
+    if args.properties:
+        t0 = time.perf_counter()
+        props = S.measure_properties(target)
+        print(f"\nmeasured back from the {args.n_samples}-sample cohort ({time.perf_counter() - t0:.1f} s); "
+              f"{int(props['ok'].sum())}/{len(props)} within tolerance\n")
+        props = props.assign(range=[f"{lo:g} to {hi:g}" for lo, hi in zip(props["low"], props["high"])])
+        print(_md_table(props[["property", "claim", "range", "measured", "ok"]]))
+
+    if args.figures:
+        from cnvrock_lib.plots.simulation import render_doc_figures
+
+        for path in render_doc_figures(target, args.figures):
+            print(f"wrote {path}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

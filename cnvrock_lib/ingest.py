@@ -265,81 +265,107 @@ def _split_tsv(data: bytes) -> tuple[bytes, int]:
     return body, data.count(b"\n", 0, nl + 1) + 1
 
 
-_COUNT_WINDOW = 11  # a COUNT of up to 10 digits (uint32) plus the tab before it
-_WINDOW_WEIGHTS = 10.0 ** np.arange(_COUNT_WINDOW - 1, -1, -1)  # exact in float64 up to 10 digits
+def _parse_tsv_slow(body: bytes, first_line: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parse every field of every data row: (CONTIG, START, END, COUNT, prefix length per row).
 
-
-def _parse_tsv_body(body: bytes, first_line: int) -> tuple[bytes, np.ndarray]:
-    """Split data rows into a layout key (the text before each COUNT) and the COUNT column.
-
-    Vectorised over bytes: the COUNT field is the text between a line's last tab
-    and its newline, found in a window of the 11 bytes before each newline; its
-    digits are weighted by powers of ten. The key (CONTIG START END text) is
-    checked against the bins by :class:`_LayoutCache`.
+    Used for the first file of a layout and to name the bad line of a file the fast
+    path rejects. The prefix is the row's ``CONTIG<TAB>START<TAB>END<TAB>`` text (bytes).
     """
-    # Padding in front keeps every window inside the buffer.
-    arr = np.frombuffer(b"\n" * _COUNT_WINDOW + body, dtype=np.uint8)
-    newlines = np.flatnonzero(arr == 10)[_COUNT_WINDOW:]
-    if newlines.size == 0:
+    lines = body.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if not lines:
         raise _BadFile("no data rows after the CONTIG START END COUNT header")
-    window = np.add.outer(newlines, np.arange(-_COUNT_WINDOW, 0))
-    chars = arr[window]
-    is_tab = chars == 9
-    last_tab = _COUNT_WINDOW - 1 - np.argmax(is_tab[:, ::-1], axis=1)
-    in_field = np.arange(_COUNT_WINDOW) > last_tab[:, None]
-    digits = (chars - 48) * in_field  # uint8: a non-digit wraps to a value > 9
-    # No tab in the window also gives last_tab == _COUNT_WINDOW - 1 (argmax of all-False is 0).
-    if (digits > 9).any() or (last_tab == _COUNT_WINDOW - 1).any():
-        k = int(np.flatnonzero((digits > 9).any(axis=1) | (last_tab == _COUNT_WINDOW - 1))[0])
-        start = int(newlines[k - 1]) + 1 if k else _COUNT_WINDOW
-        text = arr[start:int(newlines[k])].tobytes().decode("utf-8", "replace")
-        raise _BadFile(f"line {first_line + k} is {text[:70]!r}; expected CONTIG<TAB>START<TAB>END<TAB>COUNT "
-                       f"with COUNT a non-negative integer of at most 10 digits (read starts)")
-    values = (digits @ _WINDOW_WEIGHTS).astype(np.int64)
-    if values.max() > _UINT32_MAX:
-        k = int(np.argmax(values))
-        raise _BadFile(f"line {first_line + k}: COUNT {values[k]} does not fit uint32")
+    rows = [line.split(b"\t") for line in lines]
+    for k, fields in enumerate(rows):
+        shown = lines[k].decode("utf-8", "replace")[:70]
+        if len(fields) != 4:
+            raise _BadFile(f"line {first_line + k} has {len(fields)} fields ({shown!r}); "
+                           f"expected 4 (CONTIG START END COUNT)")
+        if not (fields[1].isdigit() and fields[2].isdigit()):
+            raise _BadFile(f"line {first_line + k} is {shown!r}; expected integer START and END (bp)")
+        if not fields[3].isdigit():
+            raise _BadFile(f"line {first_line + k} is {shown!r}; expected COUNT a non-negative integer "
+                           f"(read starts)")
+        if len(fields[3]) > 10 or int(fields[3]) > _UINT32_MAX:
+            raise _BadFile(f"line {first_line + k}: COUNT {int(fields[3])} does not fit uint32")
+    contig = np.array([f[0].decode("utf-8", "replace") for f in rows], dtype=str)
+    start, end, count = (np.array([int(f[i]) for f in rows], dtype=np.int64) for i in (1, 2, 3))
+    prefix = np.array([len(line) - len(f[3]) for line, f in zip(lines, rows)], dtype=np.int64)
+    return contig, start, end, count, prefix
+
+
+_DIGITS = 10  # a uint32 COUNT has at most 10 digits
+_DIGIT_FROM_RIGHT = np.arange(_DIGITS)[:, None]
+_DIGIT_WEIGHT = 10.0 ** np.arange(_DIGITS)  # exact in float64 for 10 digits
+
+
+@dataclass
+class _TsvLayout:
+    """The rows of one CollectReadCounts layout: prefix text per row and where each bin's row is."""
+
+    digest: str           # of the bins this layout was matched against
+    prefix_len: np.ndarray  # bytes of CONTIG<TAB>START<TAB>END<TAB> per row
+    key: np.ndarray       # uint8: every row's prefix followed by a newline
+    row_of_bin: np.ndarray
+
+
+def _parse_tsv_fast(body: bytes, layout: _TsvLayout) -> np.ndarray | None:
+    """COUNT per row if ``body`` has exactly ``layout``'s rows, else None (then the slow path runs).
+
+    Vectorised over bytes: newlines give each row's end, the known prefix length
+    its COUNT's start; the digits are gathered right-aligned as a (10, rows) array
+    and weighted by powers of ten. All prefix text is compared with the layout's,
+    so every file's intervals are checked in full, not only its first rows.
+    """
+    arr = np.frombuffer(body, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    if newlines.size != layout.prefix_len.size:
+        return None
+    field_start = np.empty_like(newlines)
+    field_start[0] = 0
+    field_start[1:] = newlines[:-1] + 1
+    field_start += layout.prefix_len
+    width = newlines - field_start
+    if width.min() < 1 or width.max() > _DIGITS or (arr[field_start - 1] != 9).any():
+        return None
+    # Digit j (from the right) of each row; positions past the field are masked (a negative index wraps harmlessly).
+    position = newlines - 1 - _DIGIT_FROM_RIGHT
+    in_field = _DIGIT_FROM_RIGHT < width
+    digits = (arr[position] - 48) * in_field  # uint8: a non-digit wraps above 9
+    if (digits > 9).any():
+        return None
     keep = np.ones(arr.size, dtype=bool)
-    keep[:_COUNT_WINDOW] = False
-    keep[window[in_field]] = False
-    return arr[keep].tobytes(), values
-
-
-def _layout_from_key(key: bytes, bins: np.ndarray, first_line: int, body: bytes) -> np.ndarray:
-    try:
-        rows = pd.read_csv(io.BytesIO(key), sep="\t", header=None, names=["contig", "start", "end", "_"],
-                           dtype={"contig": str, "start": str, "end": str}, keep_default_na=False, engine="c")
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise _BadFile(f"rows are not CONTIG<TAB>START<TAB>END<TAB>COUNT: {exc}") from None
-    numeric = rows["start"].str.fullmatch(r"\d+") & rows["end"].str.fullmatch(r"\d+")
-    if not numeric.all():
-        k = int(np.flatnonzero(~numeric.to_numpy())[0])
-        shown = body.split(b"\n", k + 1)[k].decode("utf-8", "replace")[:70]
-        raise _BadFile(f"line {first_line + k} is {shown!r}; expected CONTIG<TAB>START<TAB>END<TAB>COUNT "
-                       f"with integer START and END (bp)")
-    return _match_rows(rows["contig"].to_numpy(str), rows["start"].to_numpy(np.int64),
-                       rows["end"].to_numpy(np.int64), bins)
+    keep[position[in_field]] = False
+    if not np.array_equal(arr[keep], layout.key):
+        return None
+    counts = (_DIGIT_WEIGHT @ digits).astype(np.int64)
+    if counts.max() > _UINT32_MAX:
+        return None
+    return counts
 
 
 class _LayoutCache:
-    """Recently seen file layouts (the CONTIG START END text) -> row index per bin.
-
-    Files from one pipeline share a layout, so after the first file the whole
-    interval list of every later file is checked by one byte comparison.
-    """
+    """Recently seen file layouts, so that after the first file every later file of
+    the same pipeline takes the fast path (and is still checked completely)."""
 
     def __init__(self, size: int = 4):
         self.size = size
-        self.entries: list[tuple[str, bytes, np.ndarray]] = []
+        self.entries: list[_TsvLayout] = []
 
-    def rows(self, key: bytes, bins: np.ndarray, digest: str, first_line: int, body: bytes) -> np.ndarray:
-        for d, k, index in self.entries:
-            if d == digest and k == key:
-                return index
-        index = _layout_from_key(key, bins, first_line, body)
-        self.entries.insert(0, (digest, key, index))
+    def counts(self, body: bytes, first_line: int, bins: np.ndarray, digest: str) -> np.ndarray:
+        for layout in self.entries:
+            if layout.digest == digest:
+                counts = _parse_tsv_fast(body, layout)
+                if counts is not None:
+                    return counts[layout.row_of_bin]
+        contig, start, end, counts, prefix = _parse_tsv_slow(body, first_line)
+        row_of_bin = _match_rows(contig, start, end, bins)
+        lines = body.split(b"\n")
+        key = b"".join(line[:n] + b"\n" for line, n in zip(lines, prefix.tolist()))
+        self.entries.insert(0, _TsvLayout(digest, prefix, np.frombuffer(key, dtype=np.uint8), row_of_bin))
         del self.entries[self.size:]
-        return index
+        return counts[row_of_bin]
 
 
 _LAYOUTS = _LayoutCache()
@@ -360,8 +386,7 @@ def read_gatk_tsv(path: str | os.PathLike, bins: np.ndarray) -> np.ndarray:
 
 def _count_gatk_tsv(path: Path, bins: np.ndarray, digest: str) -> np.ndarray:
     body, first_line = _split_tsv(_read_bytes(path))
-    key, values = _parse_tsv_body(body, first_line)
-    return values[_LAYOUTS.rows(key, bins, digest, first_line, body)].astype(np.uint32)
+    return _LAYOUTS.counts(body, first_line, bins, digest).astype(np.uint32)
 
 
 def read_mosdepth_regions(path: str | os.PathLike, bins: np.ndarray,
@@ -741,7 +766,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def build_store(manifest, out: str | os.PathLike, settings: CountSettings, *, on_error: str = "fail",
-                workers: int | None = None, executor: str = "process", overwrite: bool = False,
+                workers: int | None = None, executor: str = "auto", overwrite: bool = False,
                 tool_versions: dict | None = None, progress: bool = True) -> BuildResult:
     """Count every sample of a manifest into a new store directory.
 
@@ -754,7 +779,9 @@ def build_store(manifest, out: str | os.PathLike, settings: CountSettings, *, on
         and nothing is written; ``"skip"``: bad samples are left out and listed
         under ``skipped`` in ``store.json``.
     workers : parallel workers (default: the usable CPUs); 1 counts in-process.
-    executor : ``"process"`` or ``"thread"`` pool.
+    executor : ``"process"``, ``"thread"`` or ``"auto"``: threads for text inputs (their C
+        parsers release the GIL; measured faster than processes, bench/store_build.py),
+        processes for BAM/CRAM (a Python loop over reads).
     tool_versions : extra versions to record, e.g. ``{"gatk": "4.5.0.0"}``.
 
     Rows of ``counts.npy`` follow the manifest order (skipped samples removed).
@@ -764,6 +791,8 @@ def build_store(manifest, out: str | os.PathLike, settings: CountSettings, *, on
     out = Path(out).expanduser().resolve()
     _check_out(out, overwrite)
     workers = default_workers() if workers is None else max(1, int(workers))
+    if executor == "auto":
+        executor = "process" if settings.method == "bam" else "thread"
     t0 = time.perf_counter()
     n, n_bins = len(samples), settings.bins.shape[0]
     if n == 0:
@@ -1015,10 +1044,16 @@ def write_gatk_tsv(path: str | os.PathLike, counts: np.ndarray, bins: np.ndarray
     return Path(path)
 
 
+_ROW_PREFIXES: dict[str, list[str]] = {}
+
+
 def _tsv_rows(bins: np.ndarray, counts: np.ndarray) -> bytes:
-    frame = pd.DataFrame({"c": bins["chrom"], "s": bins["start"], "e": bins["end"],
-                          "n": np.asarray(counts).astype(np.int64)})
-    return frame.to_csv(sep="\t", header=False, index=False, lineterminator="\n").encode()
+    digest = bins_digest(bins)
+    if digest not in _ROW_PREFIXES:  # "CONTIG\tSTART\tEND\t" per bin, reused for every sample
+        _ROW_PREFIXES.clear()
+        _ROW_PREFIXES[digest] = [f"{c}\t{s}\t{e}\t" for c, s, e in bins.tolist()]
+    prefixes = _ROW_PREFIXES[digest]
+    return "".join([f"{p}{n}\n" for p, n in zip(prefixes, np.asarray(counts).astype(np.int64).tolist())]).encode()
 
 
 def parse_tool_versions(items: Iterable[str]) -> dict:

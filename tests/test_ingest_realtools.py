@@ -163,12 +163,15 @@ def test_chromosome_stores_show_the_triplication(toy, tmp_path):
     for kind, s in stores.items():
         s1, s2 = s.index_of(["S1", "S2"])
         amp = _amp_ratio(s.counts[s1], chrom)
+        print(f"[figures] {kind} store, MQ>=20: S1 amplified bins / chromosome median = {amp.mean():.2f} "
+              f"(bins {amp.min():.2f}-{amp.max():.2f}); S2 same bins {_amp_ratio(s.counts[s2], chrom).mean():.2f}")
         assert 2.7 < amp.mean() < 3.3, (kind, amp)
         assert np.all((amp > 2.4) & (amp < 3.6)), (kind, amp)
         normal = _amp_ratio(s.counts[s2], chrom)
         assert 0.85 < normal.mean() < 1.15, (kind, normal)
     # read starts per bin ~ depth x 1000 / 150 for 150 bp reads (both mates counted)
     ratio = np.median(stores["bam"].counts[1]) / np.median(stores["md"].counts[1])
+    print(f"[figures] S2 median read starts per bin / median mosdepth depth = {ratio:.2f} (1000/150 = 6.67)")
     assert 1000 / 150 * 0.85 < ratio < 1000 / 150 * 1.15
 
 
@@ -185,18 +188,25 @@ def test_near_identical_genes_split_at_mq0_and_vanish_at_mq20(toy, tmp_path):
     backbone_b = np.median(counts[20][:, n_a + 5:n_a + 15], axis=1)
     # S1 carries only X (plasA, 2 copies): at MQ 0 a share of its reads lands on X' (plasB) ...
     s1_a, s1_b = counts[0][0, gene_a], counts[0][0, gene_b]
+    flank_a, flank_b = [gene_a - 1, gene_a + 1], [gene_b - 1, gene_b + 1]  # bins wholly inside the flanks
+    for q in (0, 20):
+        c = counts[q][0] / backbone_a[0]
+        print(f"[figures] S1 MQ>={q}: gene bin X {c[gene_a]:.2f}, X' {c[gene_b]:.2f}, family sum "
+              f"{c[gene_a] + c[gene_b]:.2f}; identical-flank bins X {np.round(c[flank_a], 2).tolist()}, "
+              f"X' {np.round(c[flank_b], 2).tolist()} (x plasA backbone read starts)")
     assert s1_b > 0.1 * backbone_a[0], (s1_a, s1_b, backbone_a)
     # ... and the family sum X + X' recovers the gene's depth; at MQ >= 20 the split reads are gone
     assert abs((s1_a + s1_b) / backbone_a[0] - 1) < 0.15
     assert counts[20][0, gene_b] < 0.02 * backbone_a[0]
     assert counts[20][0, gene_a] < 0.85 * counts[0][0, gene_a]
     # the identical flanks: at MQ 0 split between the copies, at MQ 20 almost nothing is left
-    flank_a, flank_b = [gene_a - 1, gene_a + 1], [gene_b - 1, gene_b + 1]  # bins wholly inside the flanks
     assert np.all(counts[0][0, flank_b] > 0.2 * backbone_a[0])
     assert abs(np.mean(counts[0][0, flank_a] + counts[0][0, flank_b]) / backbone_a[0] - 1) < 0.15
     assert np.all(counts[20][0, flank_b] == 0) and np.all(counts[20][0, flank_a] < 0.25 * backbone_a[0])
     # S2 carries both: the family sum equals the sum of the two plasmids' depths
     s2_sum = counts[0][1, gene_a] + counts[0][1, gene_b]
+    print(f"[figures] S2 MQ>=0: family sum X + X' = {s2_sum / (backbone_a[1] + backbone_b[1]):.2f} x (plasA + plasB "
+          f"backbones); S1/S2 plasA backbone = {backbone_a[0] / backbone_a[1]:.2f} (PCN 2 vs 1)")
     assert abs(s2_sum / (backbone_a[1] + backbone_b[1]) - 1) < 0.15
     assert backbone_b[0] == 0 and 1.7 < backbone_a[0] / backbone_a[1] < 2.3  # PCN 2 vs 1
 

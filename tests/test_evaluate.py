@@ -418,7 +418,11 @@ def test_segment_diagnostics(cohort):
     # S02, S03, S06 amplified (2 transitions), S01, S05, S09 deletions (2 each; i % 4 == 0)
     assert seg["samples_with_non_cn1_segment"] == pytest.approx(6 / 13)
     assert seg["cn_transitions_mean"] == pytest.approx(12 / 13)
-    (cohort.out_path / "segments.parquet").unlink()
+    path = cohort.out_path / "segments.parquet"
+    pd.read_parquet(path).sample(frac=1, random_state=0).to_parquet(path, index=False)  # row order must not matter
+    shuffled = ev.evaluate(cohort, write=False).segments
+    pd.testing.assert_frame_equal(shuffled, result.segments)
+    path.unlink()
     result = ev.evaluate(cohort, write=False)
     assert "samples_with_segments" not in set(result.segments["metric"])
     assert any("segments.parquet not found" in n for n in result.notes)

@@ -31,7 +31,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -1425,7 +1424,8 @@ def measure_properties(data_dir) -> pd.DataFrame:
         np.percentile((C / med[:, None])[dm], 99) if dm.any() else 0)
     # blaSHV
     shv = truth[truth["level"] == "chromosome"].set_index("sample_id")["true_cn"].reindex(ids).to_numpy(float)
-    add("blaSHV truth in Kq/Kv, max", "Kq/Kv carry no chromosomal blaSHV", 0, 0, shv[~kp & ~mixed].max() if (~kp & ~mixed).any() else 0)
+    nonkp = ~kp & ~mixed
+    add("blaSHV truth in Kq/Kv, max", "Kq/Kv carry no chromosomal blaSHV", 0, 0, shv[nonkp].max() if nonkp.any() else 0)
     amp = smp["shv_amplified"].astype(str).eq("True").to_numpy()
     add("share of Kp with blaSHV amplification", "2-5 % of K. pneumoniae", 0.02, 0.05, amp[kp].mean())
     sa = seg[seg["kind"] == "shv_amplification"]

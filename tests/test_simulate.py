@@ -90,7 +90,8 @@ def test_tables_have_the_contract_columns_and_one_row_per_sample(cohort):
     assert {"sample_id", "chrom", "start", "end", "cn"} <= set(seg.columns)
     assert (seg["start"] <= seg["end"]).all() and (seg["cn"] != 1).all()
     smp = _read(cohort / "truth/samples.tsv")
-    assert {"sample_id", "species", "ST", "depth", "ori_ter_ratio", "gc_batch", "low_quality", "mixed"} <= set(smp.columns)
+    expected = {"sample_id", "species", "ST", "depth", "ori_ter_ratio", "gc_batch", "low_quality", "mixed"}
+    assert expected <= set(smp.columns)
     holdout = (cohort / "holdout_ids.txt").read_text().split()
     assert set(holdout) <= set(ids) and len(holdout) == round(0.25 * N)
 

@@ -300,8 +300,9 @@ def render_doc_figures(data_dir, out_dir, dpi: int = 90) -> list[Path]:
     rrna = world.repeats[world.repeats["kind"] == "rRNA"].iloc[0]
     mid = (rrna.start + rrna.end) // 2
     some = list(smp.loc[~smp["low_quality"], "sample_id"].head(3))
-    figs["sim_mappability"] = region_figure(data, some, (mid - 40000, mid + 40000),
-                                            f"An rRNA operon ({(rrna.end - rrna.start + 1) / 1000:.1f} kb): unmappable at MQ 20 in every sample")
+    figs["sim_mappability"] = region_figure(
+        data, some, (mid - 40000, mid + 40000),
+        f"An rRNA operon ({(rrna.end - rrna.start + 1) / 1000:.1f} kb): unmappable at MQ 20 in every sample")
     # a lineage deletion: one non-CG258 sample and one ST258 sample over the same region
     seg = data.segments
     lin = seg[(seg["kind"] == "lineage_deletion") & seg["sample_id"].isin(smp.loc[~smp["mixed"], "sample_id"])]

@@ -224,8 +224,9 @@ def _match_rows(chrom: np.ndarray, start: np.ndarray, end: np.ndarray, bins: np.
             raise _BadFile(f"contig {name} is absent (the file has {shown or 'no rows'}); "
                            f"counted against another reference?")
         if rows.size != n:
+            width = int((want["end"] - want["start"] + 1).max())
             raise _BadFile(f"contig {name} has {rows.size} intervals, expected {n} "
-                           f"({BIN_SIZE} bp bins over {entry['length']} bp); other bin size or reference?")
+                           f"({width} bp bins over {entry['length']} bp); other bin size or reference?")
         bad = np.flatnonzero((start[rows] != want["start"]) | (end[rows] != want["end"]))
         if bad.size:
             k = int(bad[0])

@@ -138,3 +138,18 @@ def test_gene_panel_errors(tmp_path):
     f.write_text("gene\tcontig\tbegin\tend\nx\tc1\t1\t9\n")
     with pytest.raises(InputError, match=r"lacks column\(s\) \['start'\]"):
         reference.load_gene_panel(f)
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from cnvrock_lib.atomic import write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.txt", "x")
+        path = store.write_store(tmp_path / "s", np.ones((1, 5), np.uint32), ["a"], _bins())
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert path.stat().st_mode & 0o777 == 0o755

@@ -2,6 +2,7 @@
 
 Usage: python bench/store_build.py [--n-samples 5000] [--workdir /tmp/cnvrock_bench_store]
                                    [--workers 1,2] [--repeats 1] [--json out.json]
+       python bench/store_build.py --bam SAMPLE.bam --bins REF.fa [--min-mapq 20]   (BAM counting speed)
 
 The counts come from the simulator (cnvrock_lib.simulate, the chromosome store of a
 simulated cohort, 5,334 bins, 40-200x), each sample written as a CollectReadCounts TSV
@@ -68,8 +69,30 @@ def naive(manifest: Path, out: Path) -> float:
     return time.perf_counter() - t
 
 
+def bam_speed(bam: str, bins_spec: str, min_mapq: int, repeats: int) -> None:
+    """Reads per second of ``ingest.count_bam`` on one BAM, beside ``samtools view -c`` with the same filters."""
+    import subprocess
+
+    bins = ingest.resolve_bins(bins_spec)
+    times = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        counted = int(ingest.count_bam(bam, bins, min_mapq).sum())
+        times.append(time.perf_counter() - t)
+    line = f"count_bam {bam}: {counted} reads counted (MQ >= {min_mapq}) in {min(times):.3f} s (best of {len(times)})"
+    if shutil.which("samtools"):
+        cmd = ["samtools", "view", "-c", "-F", "0xF04", "-q", str(min_mapq), bam]
+        t = time.perf_counter()
+        same = int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+        line += f"; samtools view -c: {same} reads in {time.perf_counter() - t:.3f} s"
+    print(line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bam", help="time count_bam on this BAM instead of the TSV benchmark")
+    ap.add_argument("--bins", help="with --bam: bins spec (FASTA, .fai, chromosome, plasmid)")
+    ap.add_argument("--min-mapq", type=int, default=20)
     ap.add_argument("--n-samples", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workdir", default="/tmp/cnvrock_bench_store")
@@ -78,6 +101,9 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--clean", action="store_true", help="delete the TSVs and simulated data afterwards")
     args = ap.parse_args()
+    if args.bam:
+        bam_speed(args.bam, args.bins or "chromosome", args.min_mapq, args.repeats)
+        return
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     manifest, truth = prepare(workdir, args.n_samples, args.seed)

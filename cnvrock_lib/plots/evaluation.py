@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+LOG_FLOOR = 0.005  # copies; zero dosage is drawn here on log axes
 
 
 def _empty(message: str, size=(6, 2.5)) -> Figure:
@@ -103,20 +106,22 @@ def threshold_curves(sweep: pd.DataFrame, overall: pd.DataFrame | None = None) -
     for ax, fam in zip(axes.ravel(), families):
         s = sweep[sweep["family"] == fam].sort_values("threshold")
         x = s["threshold"].to_numpy(dtype=float)
-        ax.plot(x, s["mcc"], lw=1.3, color="tab:blue")
+        # PCN spans decades (ColE-like plasmids at 10-40 copies): log axis, zero drawn at the floor
+        log_axis = x.min() >= 0 and (x > 0).any() and x.max() / max(x[x > 0].min(), LOG_FLOOR) > 50
+        shown = (lambda v: np.maximum(v, LOG_FLOOR)) if log_axis else (lambda v: v)
+        ax.plot(shown(x), s["mcc"], lw=1.3, color="tab:blue")
         best = s.loc[s["mcc"].idxmax()]
-        ax.axvline(best["threshold"], color="tab:red", lw=0.8, ls=":")
-        ax.plot([best["threshold"]], [best["mcc"]], "o", color="tab:red", ms=4,
+        ax.axvline(shown(best["threshold"]), color="tab:red", lw=0.8, ls=":")
+        ax.plot([shown(best["threshold"])], [best["mcc"]], "o", color="tab:red", ms=4,
                 label=f"best {best['mcc']:.2f} at {best['threshold']:.2f}")
         used = s["used_threshold"].iloc[0] if "used_threshold" in s.columns else np.nan
         if pd.notna(used):
-            ax.axvline(used, color="0.3", lw=0.8, label=f"threshold used {used:.2f}")
+            ax.axvline(shown(used), color="0.3", lw=0.8, label=f"threshold used {used:.2f}")
         if fam in called.index and pd.notna(called[fam]):
             ax.axhline(called[fam], color="0.4", lw=0.8, ls="--", label=f"calls {called[fam]:.2f}")
-        if (x > 0).any() and x.min() >= 0 and x[x > 0].max() / max(x[x > 0].min(), 1e-9) > 50:
-            # PCN spans decades (ColE-like plasmids at 10-40 copies); linear below 0.05 keeps 0 on the axis
-            ax.set_xscale("symlog", linthresh=0.05, linscale=0.5)
-            ax.set_xlim(left=0)
+        if log_axis:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.set_title(f"{fam} ({s['mode'].iloc[0]}, AUC {s['auc'].iloc[0]:.3f})", fontsize=9)
         ax.set_xlabel(f"{s['value_name'].iloc[0]} threshold (copies; positive if {s['direction'].iloc[0]})")
         ax.set_ylabel("MCC")
@@ -153,14 +158,13 @@ def roc_curves(sweep: pd.DataFrame, overall: pd.DataFrame | None = None) -> Figu
 
 
 def value_by_truth(table: pd.DataFrame) -> Figure:
-    """CRR/PCN per sample by ground-truth label (strip plot, log scale), one panel per gene."""
+    """CRR/PCN per sample by ground-truth label (strip plot, log scale; zero at 0.005), one panel per gene."""
     data = table[(table["gt"] >= 0) & np.isfinite(table["value"])].copy()
     if data.empty:
         return _empty("no finite CRR/PCN with ground truth")
     genes = list(dict.fromkeys(data["gene"]))
     data["truth"] = np.where(data["gt"] == 1, "GT positive", "GT negative")
-    floor = 0.01  # zero dosage drawn at the floor of the log axis
-    data["shown"] = data["value"].clip(lower=floor)
+    data["shown"] = data["value"].clip(lower=LOG_FLOOR)
     fig, axes = plt.subplots(1, len(genes), figsize=(2.4 * len(genes) + 1, 3.4), squeeze=False, sharey=False)
     for ax, gene in zip(axes.ravel(), genes):
         g = data[data["gene"] == gene]
@@ -169,6 +173,9 @@ def value_by_truth(table: pd.DataFrame) -> Figure:
                                                                      "FN": "tab:red", "TP": "tab:blue"},
                       size=3.5, jitter=0.3, ax=ax, legend=gene == genes[-1])
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        narrow = g["shown"].max() / g["shown"].min() < 30  # few decades: label the minor ticks too
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if narrow else NullFormatter())
         ax.set_title(f"{gene} ({g['mode'].iloc[0]})", fontsize=9)
         ax.set_xlabel("")
         ax.set_ylabel(f"{g['value_name'].iloc[0]} (copies)")

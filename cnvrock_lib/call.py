@@ -41,7 +41,7 @@ GENE_CALL_COLUMNS = ["sample_id", "gene", "call", "label", "crr", "crr_lo", "crr
 PLASMID_CALL_COLUMNS = ["sample_id", "gene", "level", "call", "label", "pcn", "pcn_lo", "pcn_hi",
                         "confidence", "status", "backbone_pcn", "absent_threshold", "threshold_method"]
 THRESHOLD_COLUMNS = ["level", "gene", "fixed_threshold", "mixture_threshold", "used_threshold", "method_used",
-                     "fallback_reason", "n_samples", "n_high", "weight_low", "weight_high", "mean_low",
+                     "fallback_reason", "n_samples", "n_fit", "n_components", "n_high", "weight_low", "weight_high", "mean_low",
                      "mean_high", "sd_low", "sd_high", "delta_bic", "ashman_d", "converged"]
 
 # Local baseline: with fewer usable flank bins than this, or a flank median
@@ -54,8 +54,11 @@ MIN_FLANK_MEDIAN = 0.25
 MAX_DISPERSION = 100.0
 # Backbone PCN ignores contig-end bins shorter than this (bp): too few reads.
 MIN_BACKBONE_BIN_BP = BIN_SIZE // 2
-# Mixture thresholds: PCN values are fitted on log10(max(PCN, floor)).
-MIXTURE_PCN_FLOOR = 0.01
+# Mixture thresholds: log10 PCN of the values >= MIXTURE_FIT_FLOOR copies is
+# fitted; MIXTURE_REG_COVAR (log10 units squared) keeps components from
+# collapsing onto a few equal values.
+MIXTURE_FIT_FLOOR = 0.05
+MIXTURE_REG_COVAR = 1e-2
 MIXTURE_MIN_SAMPLES = 20
 MIXTURE_MIN_DELTA_BIC = 10.0
 MIXTURE_MIN_ASHMAN_D = 2.0
@@ -391,13 +394,44 @@ def pcn(gene_counts: np.ndarray, length_bp: float | np.ndarray, chrom_depth_bp: 
             / np.asarray(chrom_depth_bp, dtype=np.float64)
 
 
-def poisson_interval(counts: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Exact (Garwood) interval for a Poisson mean given observed ``counts`` (reads)."""
-    c = np.asarray(counts, dtype=np.float64)
+def poisson_interval(counts: np.ndarray, level: float = 0.95,
+                     dispersion: float | np.ndarray = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Interval for the mean of observed ``counts`` (reads): exact Garwood for Poisson (φ = 1);
+    over-dispersed counts (variance φ·mean) use φ × the Garwood interval of counts ÷ φ."""
+    phi = np.maximum(np.asarray(dispersion, dtype=np.float64), 1.0)
+    c = np.asarray(counts, dtype=np.float64) / phi
     alpha = 1.0 - level
-    lo = np.where(c > 0, stats.chi2.ppf(alpha / 2, 2 * c) / 2, 0.0)
+    with np.errstate(invalid="ignore"):
+        lo = np.where(c > 0, stats.chi2.ppf(alpha / 2, 2 * c) / 2, 0.0)
     hi = stats.chi2.ppf(1 - alpha / 2, 2 * (c + 1)) / 2
-    return lo, hi
+    return lo * phi, hi * phi
+
+
+def bin_dispersion(counts: np.ndarray, medians: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Per-sample bin-to-bin overdispersion φ of chromosome counts (variance ÷ Poisson variance).
+
+    Differences between neighbouring bins remove smooth trends (replication
+    gradient, large CN segments); their robust variance (1.4826·MAD)² ÷ 2 is
+    compared with the Poisson variance (the median count). Bins with a zero
+    count are left out. Clipped to [1, ``MAX_DISPERSION``]. Works on
+    memory-maps in chunks of ``chunk`` samples.
+    """
+    n = counts.shape[0]
+    out = np.ones(n, dtype=np.float64)
+    med = np.asarray(medians, dtype=np.float64)
+    import warnings
+
+    for lo in range(0, n, chunk):
+        block = np.asarray(counts[lo:lo + chunk], dtype=np.float64)
+        block = np.where(block > 0, block, np.nan)
+        d = np.diff(block, axis=1)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            centre = np.nanmedian(d, axis=1)
+            var = (1.4826 * np.nanmedian(np.abs(d - centre[:, None]), axis=1)) ** 2 / 2.0
+            phi = var / med[lo:lo + chunk]
+        out[lo:lo + chunk] = np.where(np.isfinite(phi), phi, 1.0)
+    return np.clip(out, 1.0, MAX_DISPERSION)
 
 
 def plasmid_call(pcn_value: np.ndarray, absent_threshold: float | np.ndarray, amp_threshold: float) -> np.ndarray:
@@ -408,18 +442,21 @@ def plasmid_call(pcn_value: np.ndarray, absent_threshold: float | np.ndarray, am
 
 
 def pcn_call_confidence(counts: np.ndarray, reads_per_copy: np.ndarray, call: np.ndarray,
-                        absent_threshold: float | np.ndarray, amp_threshold: float) -> np.ndarray:
+                        absent_threshold: float | np.ndarray, amp_threshold: float,
+                        dispersion: float | np.ndarray = 1.0) -> np.ndarray:
     """Posterior probability that the PCN lies in the called class.
 
-    The Poisson mean of the gene's reads has a Jeffreys posterior
-    Gamma(count + ½, 1); ``reads_per_copy`` (length bp × chromosome reads per
-    bp) turns the class bounds into reads. NaN for uncallable calls.
+    The mean of the gene's reads has a Jeffreys posterior Gamma(count + ½, 1)
+    for Poisson counts, φ·Gamma(count/φ + ½, 1) for over-dispersed ones;
+    ``reads_per_copy`` (length bp × chromosome reads per bp) turns the class
+    bounds into reads. NaN for uncallable calls.
     """
+    phi = np.maximum(np.asarray(dispersion, dtype=np.float64), 1.0)
     c = np.asarray(counts, dtype=np.float64)
     scale = np.asarray(reads_per_copy, dtype=np.float64)
     lo_reads = np.asarray(absent_threshold, dtype=np.float64) * scale
     amp_reads = amp_threshold * scale
-    post = stats.gamma(c + 0.5)
+    post = stats.gamma(c / phi + 0.5, scale=phi)
     p_absent = post.cdf(lo_reads)
     p_amp = post.sf(amp_reads)
     p_present = np.clip(1.0 - p_absent - p_amp, 0.0, 1.0)
@@ -444,19 +481,21 @@ def backbone_pcn(contig_counts: np.ndarray, bin_lengths: np.ndarray, chrom_depth
 
 @dataclass
 class MixtureFit:
-    """Two-component Gaussian mixture on log10 PCN and the threshold between its components."""
+    """Gaussian mixture on log10 PCN and the absent threshold between its two lowest components."""
 
     threshold: float            # PCN (copies); NaN when the fit was rejected
-    n_samples: int
-    n_high: int                 # samples assigned to the high component
-    weight_low: float
-    weight_high: float
+    n_samples: int              # finite PCN values offered
+    n_fit: int                  # values >= MIXTURE_FIT_FLOOR that were fitted
+    n_components: int           # 2 or 3 (lower BIC)
+    n_high: int                 # samples at or above the threshold
+    weight_low: float           # lowest component (non-carriers' background)
+    weight_high: float          # second-lowest component (the lowest carrier group)
     mean_low: float             # log10 PCN
     mean_high: float
     sd_low: float
     sd_high: float
-    delta_bic: float            # BIC(1 component) − BIC(2 components); large = two groups
-    ashman_d: float             # separation of the components (> 2: clean split)
+    delta_bic: float            # BIC(1 component) − BIC(chosen); large = groups exist
+    ashman_d: float             # separation of the two lowest components (> 2: clean split)
     converged: bool
     fallback_reason: str = ""   # why the fit is not used ("" when it is)
 
@@ -468,8 +507,7 @@ def _gaussian_crossing(w1, m1, s1, w2, m2, s2) -> float:
     """Point between m1 < m2 where w1·N(m1, s1) = w2·N(m2, s2) (midpoint if none)."""
     a = 1 / (2 * s2 ** 2) - 1 / (2 * s1 ** 2)
     b = m1 / s1 ** 2 - m2 / s2 ** 2
-    c = m2 ** 2 / (2 * s2 ** 2) - m1 ** 2 / (2 * s1 ** 2) - np.log((w2 * s1) / (w1 * s2))
-    # a x² + b x + c = 0 written for log(w1 N1) − log(w2 N2) = 0 with sign flipped
+    c = m2 ** 2 / (2 * s2 ** 2) - m1 ** 2 / (2 * s1 ** 2) + np.log((w1 * s2) / (w2 * s1))
     if abs(a) < 1e-12:
         roots = np.array([-c / b]) if abs(b) > 1e-12 else np.array([])
     else:
@@ -479,56 +517,71 @@ def _gaussian_crossing(w1, m1, s1, w2, m2, s2) -> float:
     return float(inside[0]) if inside.size else 0.5 * (m1 + m2)
 
 
-def fit_mixture_threshold(pcn_values: np.ndarray, seed: int = 42) -> MixtureFit:
-    """Fit a two-component Gaussian mixture to log10 PCN and place the absent threshold.
+def fit_mixture_threshold(pcn_values: np.ndarray, amp_threshold: float = 1.5, seed: int = 42) -> MixtureFit:
+    """Learn a family's absent threshold from the cohort: a Gaussian mixture on log10 PCN.
 
-    The threshold is where the weighted component densities cross, between the
-    two means. The fit is rejected (``threshold`` NaN, ``fallback_reason`` set)
-    with fewer than ``MIXTURE_MIN_SAMPLES`` finite values, when one component is
-    not clearly better than two (ΔBIC < ``MIXTURE_MIN_DELTA_BIC``), when the
-    components overlap (Ashman's D < ``MIXTURE_MIN_ASHMAN_D``) or when a
-    component is nearly empty (weight < ``MIXTURE_MIN_WEIGHT``).
+    Values below ``MIXTURE_FIT_FLOOR`` (reads of nothing but stray mappings)
+    are absent under any threshold and left out, so that a spike of zeros does
+    not become a component of its own. Mixtures of 2 and 3 components are fitted
+    (3 lets carriers of a low- and a high-copy plasmid form two groups) and the
+    one with the lower BIC is kept; the threshold is where the weighted
+    densities of its two lowest components cross. The fit is rejected
+    (``threshold`` NaN, ``fallback_reason`` set) with fewer than
+    ``MIXTURE_MIN_SAMPLES`` fitted values, when one component fits as well
+    (ΔBIC < ``MIXTURE_MIN_DELTA_BIC``), when the two lowest components overlap
+    (Ashman's D < ``MIXTURE_MIN_ASHMAN_D``), when one is nearly empty (weight <
+    ``MIXTURE_MIN_WEIGHT``) or when the threshold reaches ``amp_threshold``
+    (the "background" component would then hold carriers).
 
     Parameters
     ----------
     pcn_values : PCN (copies per chromosome) of the callable samples; NaN ignored.
+    amp_threshold : the amplification threshold (copies); an absent threshold must stay below it.
     seed : seeds the mixture's initialisation.
     """
     from sklearn.mixture import GaussianMixture
 
     v = np.asarray(pcn_values, dtype=np.float64)
     v = v[np.isfinite(v)]
+    fitted = v[v >= MIXTURE_FIT_FLOOR]
     nan = float("nan")
-    if v.size < MIXTURE_MIN_SAMPLES:
-        return MixtureFit(nan, int(v.size), 0, nan, nan, nan, nan, nan, nan, nan, nan, False,
-                          f"fewer than {MIXTURE_MIN_SAMPLES} samples")
-    x = np.log10(np.maximum(v, MIXTURE_PCN_FLOOR))[:, None]
+
+    def rejected(reason: str, n_comp: int = 0, delta_bic: float = nan) -> MixtureFit:
+        return MixtureFit(nan, int(v.size), int(fitted.size), n_comp, 0, nan, nan, nan, nan, nan, nan,
+                          delta_bic, nan, False, reason)
+
+    if fitted.size < MIXTURE_MIN_SAMPLES:
+        return rejected(f"fewer than {MIXTURE_MIN_SAMPLES} samples with PCN >= {MIXTURE_FIT_FLOOR:g}")
+    x = np.log10(fitted)[:, None]
     if np.ptp(x) < 1e-6:
-        return MixtureFit(nan, int(v.size), 0, nan, nan, nan, nan, nan, nan, 0.0, 0.0, False,
-                          "all values equal")
-    one = GaussianMixture(1, random_state=seed, reg_covar=1e-4).fit(x)
-    two = GaussianMixture(2, random_state=seed, reg_covar=1e-4, n_init=3).fit(x)
-    order = np.argsort(two.means_.ravel())
-    w = two.weights_[order]
-    m = two.means_.ravel()[order]
-    s = np.sqrt(two.covariances_.ravel()[order])
-    delta_bic = float(one.bic(x) - two.bic(x))
+        return rejected("all values equal")
+    models = {k: GaussianMixture(k, random_state=seed, reg_covar=MIXTURE_REG_COVAR, n_init=3).fit(x)
+              for k in (1, 2, 3)}
+    bic = {k: float(m.bic(x)) for k, m in models.items()}
+    k = 2 if bic[2] <= bic[3] else 3
+    model = models[k]
+    order = np.argsort(model.means_.ravel())
+    w = model.weights_[order]
+    m = model.means_.ravel()[order]
+    s = np.sqrt(model.covariances_.ravel()[order])
+    delta_bic = bic[1] - bic[k]
     ashman = float(np.sqrt(2.0) * abs(m[1] - m[0]) / np.sqrt(s[0] ** 2 + s[1] ** 2))
-    t_log = _gaussian_crossing(w[0], m[0], s[0], w[1], m[1], s[1])
-    threshold = float(10 ** t_log)
-    n_high = int((v >= threshold).sum())
+    threshold = float(10 ** _gaussian_crossing(w[0], m[0], s[0], w[1], m[1], s[1]))
     reason = ""
-    if not two.converged_:
+    if not model.converged_:
         reason = "mixture did not converge"
     elif delta_bic < MIXTURE_MIN_DELTA_BIC:
         reason = f"one component fits as well (delta BIC {delta_bic:.1f} < {MIXTURE_MIN_DELTA_BIC:g})"
     elif ashman < MIXTURE_MIN_ASHMAN_D:
-        reason = f"components overlap (Ashman D {ashman:.2f} < {MIXTURE_MIN_ASHMAN_D:g})"
-    elif w.min() < MIXTURE_MIN_WEIGHT:
+        reason = f"lowest components overlap (Ashman D {ashman:.2f} < {MIXTURE_MIN_ASHMAN_D:g})"
+    elif w[:2].min() < MIXTURE_MIN_WEIGHT:
         reason = f"a component holds < {MIXTURE_MIN_WEIGHT:g} of the samples"
-    return MixtureFit(threshold if not reason else nan, int(v.size), n_high, float(w[0]), float(w[1]),
-                      float(m[0]), float(m[1]), float(s[0]), float(s[1]), delta_bic, ashman,
-                      bool(two.converged_), reason)
+    elif threshold >= amp_threshold:
+        reason = (f"threshold {threshold:.2f} reaches the amplification threshold {amp_threshold:g}: "
+                  f"the low component holds carriers")
+    return MixtureFit(threshold if not reason else nan, int(v.size), int(fitted.size), k,
+                      int((v >= threshold).sum()), float(w[0]), float(w[1]), float(m[0]), float(m[1]),
+                      float(s[0]), float(s[1]), delta_bic, ashman, bool(model.converged_), reason)
 
 
 # --------------------------------------------------------------------------
@@ -723,12 +776,11 @@ def call_chromosomal_genes(params: Params, store: NpyStore | None = None,
 
 
 def _threshold_table(pcn_by_name: dict[tuple[str, str], np.ndarray], fixed: dict[tuple[str, str], float],
-                     method: str, seed: int) -> pd.DataFrame:
+                     method: str, amp_threshold: float, seed: int) -> pd.DataFrame:
     rows = []
     for (level, name), values in pcn_by_name.items():
-        fit = fit_mixture_threshold(values, seed=seed)
+        fit = fit_mixture_threshold(values, amp_threshold=amp_threshold, seed=seed)
         use_mixture = method == "mixture" and np.isfinite(fit.threshold)
-        reason = "" if method == "fixed" else fit.fallback_reason
         d = fit.as_dict()
         d.pop("threshold")
         d.pop("fallback_reason")
@@ -736,19 +788,21 @@ def _threshold_table(pcn_by_name: dict[tuple[str, str], np.ndarray], fixed: dict
                      "mixture_threshold": fit.threshold,
                      "used_threshold": fit.threshold if use_mixture else fixed[(level, name)],
                      "method_used": "mixture" if use_mixture else "fixed",
-                     "fallback_reason": reason if method == "mixture" else fit.fallback_reason, **d})
+                     "fallback_reason": fit.fallback_reason, **d})
     frame = pd.DataFrame(rows, columns=THRESHOLD_COLUMNS)
     return frame
 
 
-def call_plasmid_genes(params: Params, chrom_sample_ids: np.ndarray, chrom_medians: np.ndarray
-                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def call_plasmid_genes(params: Params, chrom_sample_ids: np.ndarray, chrom_medians: np.ndarray,
+                       dispersion: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Plasmid gene calls (SPEC §7.2) at member and family level, and the threshold table.
 
     Parameters
     ----------
     chrom_sample_ids : samples of the chromosome store (the rows of the output).
     chrom_medians : (n,) their robust median chromosome counts (reads per 1 kb bin).
+    dispersion : (n,) bin-level count overdispersion φ (:func:`bin_dispersion`) for the
+        PCN intervals; None = Poisson.
 
     Returns ``(plasmid_gene_calls, pcn_thresholds)`` tables (not written).
     """
@@ -813,7 +867,7 @@ def call_plasmid_genes(params: Params, chrom_sample_ids: np.ndarray, chrom_media
     values = {(lvl, name): pcn(c, L, depth_bp) for lvl, name, c, L, _, _ in entries}
     fixed = {(lvl, name): thr for lvl, name, _, _, _, thr in entries}
     thresholds = _threshold_table({k: v[callable_] for k, v in values.items()}, fixed,
-                                  params.pcn_threshold_method, int(params.seed))
+                                  params.pcn_threshold_method, float(params.pcn_amp_threshold), int(params.seed))
     used = {(r.level, r.gene): (r.used_threshold, r.method_used) for r in thresholds.itertuples()}
     amp = float(params.pcn_amp_threshold)
     frames = []
@@ -822,8 +876,9 @@ def call_plasmid_genes(params: Params, chrom_sample_ids: np.ndarray, chrom_media
         thr, method = used[(lvl, name)]
         call = np.where(callable_, plasmid_call(value, thr, amp), -1).astype(np.int8)
         reads_per_copy = length * depth_bp
-        c_lo, c_hi = poisson_interval(counts)
-        conf = pcn_call_confidence(counts, reads_per_copy, call, thr, amp)
+        phi = np.ones(n) if dispersion is None else np.asarray(dispersion, dtype=np.float64)
+        c_lo, c_hi = poisson_interval(counts, dispersion=phi)
+        conf = pcn_call_confidence(counts, reads_per_copy, call, thr, amp, dispersion=phi)
         frames.append(pd.DataFrame({
             "sample_id": chrom_sample_ids, "gene": name, "level": lvl, "call": call,
             "label": pd.Series(call).map(PLASMID_LABELS).to_numpy(),
@@ -877,7 +932,8 @@ def call_genes(params: Params, write: bool = True) -> CallResult:
 
     t2 = time.perf_counter()
     if params.plasmid_store_path:
-        plasmid_calls, thresholds = call_plasmid_genes(params, store.sample_ids, medians)
+        plasmid_calls, thresholds = call_plasmid_genes(params, store.sample_ids, medians,
+                                                       bin_dispersion(store.counts, medians))
     else:
         plasmid_calls = pd.DataFrame(columns=PLASMID_CALL_COLUMNS)
         thresholds = pd.DataFrame(columns=THRESHOLD_COLUMNS)
@@ -906,3 +962,59 @@ def read_calls(out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         frames.append(pd.read_csv(path, sep="\t", na_values=["NA"], keep_default_na=False,
                                   dtype={"sample_id": str, "gene": str, "species": str}))
     return frames[0], frames[1]
+
+
+# --------------------------------------------------------------------------
+# Simulated cohorts: calls against the simulator's truth
+# --------------------------------------------------------------------------
+def truth_metrics(gene_calls: pd.DataFrame, plasmid_calls: pd.DataFrame, gene_truth: pd.DataFrame,
+                  amp_min_cn: float = 2.0) -> pd.DataFrame:
+    """Score calls against a simulated cohort's ``truth/gene_truth.tsv`` (``sample_id gene level true_cn``).
+
+    One row per gene × level × mode over callable samples (call ≥ 0):
+    ``amp`` (chromosomal genes: true CN ≥ ``amp_min_cn`` vs call 2) and
+    ``presence`` (true CN > 0 vs call ≥ 1). Columns: ``n_callable``,
+    ``call_rate`` (callable ÷ all rows), ``n_pos``, ``tp fp fn``, ``recall``,
+    ``precision``; the dosage error |value − true CN| (copies; median and 90th
+    percentile) over all callable samples and over true carriers; and
+    ``interval_coverage``, the share of callable samples whose true CN lies in
+    [lo, hi] (also over carriers).
+    """
+    truth = gene_truth
+    parts = []
+    if len(gene_calls):
+        g = gene_calls.rename(columns={"crr": "value", "crr_lo": "lo", "crr_hi": "hi"}).assign(level="chromosome")
+        parts.append(g[["sample_id", "gene", "level", "call", "value", "lo", "hi"]])
+    if len(plasmid_calls):
+        p = plasmid_calls.rename(columns={"pcn": "value", "pcn_lo": "lo", "pcn_hi": "hi"})
+        parts.append(p[["sample_id", "gene", "level", "call", "value", "lo", "hi"]])
+    if not parts:
+        return pd.DataFrame()
+    calls = pd.concat(parts, ignore_index=True)
+    merged = calls.merge(truth[["sample_id", "gene", "level", "true_cn"]], on=["sample_id", "gene", "level"],
+                         how="inner")
+    rows = []
+    for (gene, level), d in merged.groupby(["gene", "level"], sort=False):
+        ok = d[d.call >= 0]
+        modes = [("amp", ok.true_cn >= amp_min_cn, ok.call == 2)] if level == "chromosome" else []
+        modes.append(("presence", ok.true_cn > 0, ok.call >= 1))
+        err = (ok.value - ok.true_cn).abs()
+        inside = (ok.lo <= ok.true_cn) & (ok.true_cn <= ok.hi)
+        carrier = ok.true_cn > 0
+        for mode, truth_pos, pred_pos in modes:
+            tp = int((truth_pos & pred_pos).sum())
+            fp = int((~truth_pos & pred_pos).sum())
+            fn = int((truth_pos & ~pred_pos).sum())
+            pos_err = err[truth_pos]
+            rows.append({
+                "gene": gene, "level": level, "mode": mode, "n_callable": len(ok),
+                "call_rate": len(ok) / max(len(d), 1), "n_pos": int(truth_pos.sum()), "tp": tp, "fp": fp, "fn": fn,
+                "recall": tp / (tp + fn) if tp + fn else np.nan,
+                "precision": tp / (tp + fp) if tp + fp else np.nan,
+                "abs_err_median": float(err.median()) if len(err) else np.nan,
+                "abs_err_p90": float(err.quantile(0.9)) if len(err) else np.nan,
+                "abs_err_median_pos": float(pos_err.median()) if len(pos_err) else np.nan,
+                "interval_coverage": float(inside.mean()) if len(ok) else np.nan,
+                "interval_coverage_carriers": float(inside[carrier].mean()) if carrier.any() else np.nan,
+            })
+    return pd.DataFrame(rows)

@@ -192,17 +192,55 @@ def test_poisson_interval_and_confidence():
     assert conf[0] > 0.99 and 0.4 < conf[1] < 0.6     # 200 reads sit on the 0.2 threshold
 
 
+def test_bin_dispersion_ignores_trends_and_widens_pcn_interval():
+    rng = np.random.default_rng(9)
+    trend = np.linspace(2.0, 1.0, 2000)[None, :]                   # replication gradient: not noise
+    poisson = rng.poisson(400 * trend * np.ones((20, 1))).astype(np.uint32)
+    noisy = rng.poisson(400 * trend * rng.gamma(20.0, 1 / 20.0, size=(20, 2000))).astype(np.uint32)
+    med = np.median(poisson, axis=1)
+    assert np.median(call.bin_dispersion(poisson, med, chunk=7)) < 1.3
+    phi = call.bin_dispersion(noisy, np.median(noisy, axis=1))
+    assert (phi > 10).all()
+    lo1, hi1 = call.poisson_interval(np.array([500.0]))
+    lo2, hi2 = call.poisson_interval(np.array([500.0]), dispersion=np.array([16.0]))
+    assert lo2 < lo1 < 500 < hi1 < hi2
+    assert (hi2 - lo2) / (hi1 - lo1) == pytest.approx(4.0, rel=0.1)     # sd grows with sqrt(phi)
+
+
 def test_mixture_threshold_separates_two_groups_and_rejects_one():
     rng = np.random.default_rng(4)
     carriers = 10 ** rng.normal(np.log10(3.0), 0.15, 150)
     background = 10 ** rng.normal(np.log10(0.2), 0.2, 600)
-    fit = call.fit_mixture_threshold(np.concatenate([background, carriers]))
+    fit = call.fit_mixture_threshold(np.concatenate([background, carriers]), amp_threshold=1.5)
     assert 0.4 < fit.threshold < 2.0 and fit.fallback_reason == ""
     assert fit.delta_bic > 10 and fit.ashman_d > 2
     one = call.fit_mixture_threshold(10 ** rng.normal(0.0, 0.2, 500))
     assert np.isnan(one.threshold) and one.fallback_reason
     few = call.fit_mixture_threshold(np.array([0.1, 3.0]))
     assert np.isnan(few.threshold) and "fewer" in few.fallback_reason
+
+
+def test_mixture_ignores_zero_spike_and_handles_two_carrier_groups():
+    rng = np.random.default_rng(6)
+    zeros = np.zeros(500)                                          # no reads at all: not a component
+    background = 10 ** rng.normal(np.log10(0.25), 0.15, 300)
+    low_copy = 10 ** rng.normal(np.log10(1.5), 0.1, 120)           # e.g. IncF-like
+    high_copy = 10 ** rng.normal(np.log10(20.0), 0.1, 80)          # e.g. ColE-like
+    fit = call.fit_mixture_threshold(np.concatenate([zeros, background, low_copy, high_copy]), 1.5)
+    assert fit.n_fit == 500 and fit.n_components == 3
+    assert 0.4 < fit.threshold < 1.0
+    # Without the background the lowest group is carriers: the threshold would reach amplification.
+    no_bg = call.fit_mixture_threshold(np.concatenate([zeros, low_copy, high_copy]), 1.5)
+    assert np.isnan(no_bg.threshold) and "amplification" in no_bg.fallback_reason
+
+
+def test_mixture_method_in_driver(tmp_path):
+    params = build_cohort(tmp_path, pcn_threshold_method="mixture")
+    result = call.call_genes(params)
+    # 8 samples are too few to learn from: every row falls back to the fixed threshold, and says so.
+    assert set(result.thresholds.method_used) == {"fixed"}
+    assert result.thresholds.fallback_reason.str.contains("fewer").all()
+    assert set(result.plasmid_calls.threshold_method) == {"fixed"}
 
 
 # --------------------------------------------------------------------------

@@ -450,3 +450,54 @@ def test_family_member_missing_from_panel_is_named(tmp_path):
         Path(params.plasmid_gene_families_path), sep="\t", index=False)
     with pytest.raises(InputError, match="famA-9"):
         call.call_genes(params)
+
+
+# --------------------------------------------------------------------------
+# Report helpers and figures
+# --------------------------------------------------------------------------
+def test_call_counts_table(cohort):
+    _, result = cohort
+    counts = call.call_counts(result.gene_calls, result.plasmid_calls)
+    row = counts[(counts.gene == "geneS") & (counts.level == "chromosome")].iloc[0]
+    assert (row.amplified, row.absent, row.uncallable) == (1, 1, 4)     # amp; del; qcfail, kv, masked, lowdepth
+    assert row[["uncallable", "absent", "normal", "present", "amplified"]].sum() == len(SAMPLES)
+    assert "species_excluded 1" in row.statuses
+    assert list(counts.level.unique()) == ["chromosome", "family", "member"]
+
+
+def test_depth_tracks_and_top_amplified(cohort):
+    params, result = cohort
+    top = call.top_amplified(result.gene_calls, "geneS")
+    assert top.sample_id.tolist() == ["amp"]
+    tracks = call.depth_tracks(params, ["amp", "normal"], "geneS")
+    one = tracks[tracks.sample_id == "amp"]
+    assert one.in_gene.sum() == 2 and len(one) == 2 + 100             # ±50 kb flank of 1 kb bins
+    assert one[one.in_gene].copy_ratio.mean() == pytest.approx(4.0, rel=0.1)
+    with pytest.raises(InputError, match="not in the chromosomal gene panel"):
+        call.depth_tracks(params, ["amp"], "nope")
+
+
+def test_figures_render(cohort):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from cnvrock_lib.plots import calls as plots
+
+    params, result = cohort
+    genes = call.with_metadata(result.gene_calls, params.kpsc_meta_path)
+    assert (genes[genes.sample_id == "nometa"].ST == "").all()
+    figs = [plots.crr_distribution(result.gene_calls), plots.pcn_distribution(result.plasmid_calls),
+            plots.dosage_by_st(genes, "crr", min_n=1),
+            plots.dosage_by_st(call.with_metadata(result.plasmid_calls[result.plasmid_calls.level == "family"],
+                                                  params.kpsc_meta_path), "pcn", min_n=1),
+            plots.depth_tracks(call.depth_tracks(params, ["amp"], "geneS"), result.gene_calls),
+            plots.call_count_bars(call.call_counts(result.gene_calls, result.plasmid_calls)),
+            plots.mixture_fits(result.plasmid_calls, result.thresholds),
+            plots.pcn_distribution(result.plasmid_calls.iloc[:0])]
+    assert all(isinstance(f, Figure) for f in figs)
+    assert len(figs[0].axes) == len(GENES)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

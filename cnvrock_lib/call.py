@@ -517,7 +517,55 @@ def _gaussian_crossing(w1, m1, s1, w2, m2, s2) -> float:
     return float(inside[0]) if inside.size else 0.5 * (m1 + m2)
 
 
-def fit_mixture_threshold(pcn_values: np.ndarray, amp_threshold: float = 1.5, seed: int = 42) -> MixtureFit:
+@dataclass
+class _Gmm1d:
+    weights: np.ndarray
+    means: np.ndarray
+    sds: np.ndarray
+    loglik: float
+    converged: bool
+
+    def bic(self, n: int) -> float:
+        return -2.0 * self.loglik + (3 * self.means.size - 1) * np.log(n)
+
+
+def _fit_gmm_1d(x: np.ndarray, k: int, reg_var: float, max_iter: int = 300, tol: float = 1e-7) -> _Gmm1d:
+    """EM for a k-component Gaussian mixture in 1-D; deterministic starts at spread quantiles.
+
+    Two starts (component means at evenly spread and at tail-heavy quantiles);
+    the one with the higher log-likelihood is kept. ``reg_var`` is added to
+    every variance so that no component collapses onto equal values.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    best = None
+    starts = [np.arange(1, k + 1) / (k + 1)] + ([np.linspace(0.05, 0.95, k)] if k > 1 else [])
+    for q in starts:
+        m = np.quantile(x, q)
+        v = np.full(k, np.var(x) / k + reg_var)
+        w = np.full(k, 1.0 / k)
+        prev = -np.inf
+        converged = False
+        for _ in range(max_iter):
+            logp = np.log(w) - 0.5 * np.log(2 * np.pi * v) - 0.5 * (x[:, None] - m) ** 2 / v
+            top = logp.max(axis=1, keepdims=True)
+            norm = top[:, 0] + np.log(np.exp(logp - top).sum(axis=1))
+            ll = float(norm.sum())
+            resp = np.exp(logp - norm[:, None])
+            nk = resp.sum(axis=0) + 1e-12
+            w = nk / x.size
+            m = (resp * x[:, None]).sum(axis=0) / nk
+            v = (resp * (x[:, None] - m) ** 2).sum(axis=0) / nk + reg_var
+            if abs(ll - prev) <= tol * max(1.0, abs(ll)):
+                converged = True
+                break
+            prev = ll
+        fit = _Gmm1d(w, m, np.sqrt(v), ll, converged)
+        if best is None or fit.loglik > best.loglik:
+            best = fit
+    return best
+
+
+def fit_mixture_threshold(pcn_values: np.ndarray, amp_threshold: float = 1.5) -> MixtureFit:
     """Learn a family's absent threshold from the cohort: a Gaussian mixture on log10 PCN.
 
     Values below ``MIXTURE_FIT_FLOOR`` (reads of nothing but stray mappings)
@@ -537,10 +585,9 @@ def fit_mixture_threshold(pcn_values: np.ndarray, amp_threshold: float = 1.5, se
     ----------
     pcn_values : PCN (copies per chromosome) of the callable samples; NaN ignored.
     amp_threshold : the amplification threshold (copies); an absent threshold must stay below it.
-    seed : seeds the mixture's initialisation.
-    """
-    from sklearn.mixture import GaussianMixture
 
+    The fit is deterministic (EM from fixed quantile starts), so no seed is needed.
+    """
     v = np.asarray(pcn_values, dtype=np.float64)
     v = v[np.isfinite(v)]
     fitted = v[v >= MIXTURE_FIT_FLOOR]
@@ -552,23 +599,22 @@ def fit_mixture_threshold(pcn_values: np.ndarray, amp_threshold: float = 1.5, se
 
     if fitted.size < MIXTURE_MIN_SAMPLES:
         return rejected(f"fewer than {MIXTURE_MIN_SAMPLES} samples with PCN >= {MIXTURE_FIT_FLOOR:g}")
-    x = np.log10(fitted)[:, None]
+    x = np.log10(fitted)
     if np.ptp(x) < 1e-6:
         return rejected("all values equal")
-    models = {k: GaussianMixture(k, random_state=seed, reg_covar=MIXTURE_REG_COVAR, n_init=3).fit(x)
-              for k in (1, 2, 3)}
-    bic = {k: float(m.bic(x)) for k, m in models.items()}
+    models = {k: _fit_gmm_1d(x, k, MIXTURE_REG_COVAR) for k in (1, 2, 3)}
+    bic = {k: float(m.bic(x.size)) for k, m in models.items()}
     k = 2 if bic[2] <= bic[3] else 3
     model = models[k]
-    order = np.argsort(model.means_.ravel())
-    w = model.weights_[order]
-    m = model.means_.ravel()[order]
-    s = np.sqrt(model.covariances_.ravel()[order])
+    order = np.argsort(model.means)
+    w = model.weights[order]
+    m = model.means[order]
+    s = model.sds[order]
     delta_bic = bic[1] - bic[k]
     ashman = float(np.sqrt(2.0) * abs(m[1] - m[0]) / np.sqrt(s[0] ** 2 + s[1] ** 2))
     threshold = float(10 ** _gaussian_crossing(w[0], m[0], s[0], w[1], m[1], s[1]))
     reason = ""
-    if not model.converged_:
+    if not model.converged:
         reason = "mixture did not converge"
     elif delta_bic < MIXTURE_MIN_DELTA_BIC:
         reason = f"one component fits as well (delta BIC {delta_bic:.1f} < {MIXTURE_MIN_DELTA_BIC:g})"
@@ -581,7 +627,7 @@ def fit_mixture_threshold(pcn_values: np.ndarray, amp_threshold: float = 1.5, se
                   f"the low component holds carriers")
     return MixtureFit(threshold if not reason else nan, int(v.size), int(fitted.size), k,
                       int((v >= threshold).sum()), float(w[0]), float(w[1]), float(m[0]), float(m[1]),
-                      float(s[0]), float(s[1]), delta_bic, ashman, bool(model.converged_), reason)
+                      float(s[0]), float(s[1]), delta_bic, ashman, bool(model.converged), reason)
 
 
 # --------------------------------------------------------------------------
@@ -776,10 +822,14 @@ def call_chromosomal_genes(params: Params, store: NpyStore | None = None,
 
 
 def _threshold_table(pcn_by_name: dict[tuple[str, str], np.ndarray], fixed: dict[tuple[str, str], float],
-                     method: str, amp_threshold: float, seed: int) -> pd.DataFrame:
+                     method: str, amp_threshold: float) -> pd.DataFrame:
     rows = []
+    fits: dict[bytes, MixtureFit] = {}   # a one-member family has its member's values: fit once
     for (level, name), values in pcn_by_name.items():
-        fit = fit_mixture_threshold(values, amp_threshold=amp_threshold, seed=seed)
+        key = np.asarray(values, dtype=np.float64).tobytes()
+        if key not in fits:
+            fits[key] = fit_mixture_threshold(values, amp_threshold=amp_threshold)
+        fit = fits[key]
         use_mixture = method == "mixture" and np.isfinite(fit.threshold)
         d = fit.as_dict()
         d.pop("threshold")
@@ -867,7 +917,7 @@ def call_plasmid_genes(params: Params, chrom_sample_ids: np.ndarray, chrom_media
     values = {(lvl, name): pcn(c, L, depth_bp) for lvl, name, c, L, _, _ in entries}
     fixed = {(lvl, name): thr for lvl, name, _, _, _, thr in entries}
     thresholds = _threshold_table({k: v[callable_] for k, v in values.items()}, fixed,
-                                  params.pcn_threshold_method, float(params.pcn_amp_threshold), int(params.seed))
+                                  params.pcn_threshold_method, float(params.pcn_amp_threshold))
     used = {(r.level, r.gene): (r.used_threshold, r.method_used) for r in thresholds.itertuples()}
     amp = float(params.pcn_amp_threshold)
     frames = []

@@ -41,7 +41,7 @@ def _stacked_hist(ax, frame: pd.DataFrame, value: str, bins: np.ndarray) -> None
             colours.append(LABEL_COLOURS[label])
             labels.append(f"{label} ({vals.size})")
     if data:
-        ax.hist(data, bins=bins, stacked=True, color=colours, label=labels)
+        ax.hist(data, bins=bins, stacked=True, histtype="stepfilled", color=colours, label=labels)
         ax.legend(fontsize=7, frameon=False)
 
 

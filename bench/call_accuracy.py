@@ -24,6 +24,38 @@ from cnvrock_lib.params import load_params
 from cnvrock_lib.store import open_store
 
 
+def diagnostics(params, genes: pd.DataFrame, plasmids: pd.DataFrame, samples: pd.DataFrame) -> list[str]:
+    """Lines on the simulator's confounders: plasmid-borne blaSHV, low-quality samples, backbone PCN."""
+    lines = []
+    smp = samples.set_index("sample_id")
+    if len(genes):
+        shv = genes[genes.gene == "blaSHV"].set_index("sample_id")
+        fp = shv[(shv.call == 2) & (smp.loc[shv.index, "shv_cn"] < 2.0)]
+        explained = int((smp.loc[fp.index, "plasmid_shv_pcn"] > 0).sum())
+        lines.append(f"blaSHV amplified calls with < 2 chromosomal copies: {len(fp)}, of which {explained} carry a "
+                     f"plasmid-borne blaSHV copy")
+        low = smp.index[smp.low_quality.astype(bool)]
+        flagged = int((shv.loc[low, "status"] != "ok").sum())
+        lines.append(f"low-quality samples flagged uncallable (blaSHV row): {flagged} of {len(low)}")
+    if len(plasmids):
+        mem = plasmids[plasmids.level == "member"]
+        panel = pd.read_csv(params.plasmid_gene_coords_path, sep="\t")
+        contig = dict(zip(panel.gene, panel.contig))
+        errs = []
+        for gene, d in mem.groupby("gene"):
+            col = f"backbone_pcn:{contig[gene]}"
+            if col not in smp.columns:
+                continue
+            true = smp.loc[d.sample_id, col].to_numpy(dtype=float)
+            have = (true > 0) & np.isfinite(d.backbone_pcn.to_numpy(dtype=float)) & (d.call >= 0).to_numpy()
+            errs.append(np.abs(d.backbone_pcn.to_numpy(dtype=float)[have] / true[have] - 1))
+        if errs:
+            e = np.concatenate(errs)
+            lines.append(f"backbone PCN vs true plasmid PCN where the plasmid is present: median relative error "
+                         f"{np.median(e):.3f} (n = {e.size})")
+    return lines
+
+
 def score_tier(path: str) -> pd.DataFrame:
     frames = []
     for method in ("fixed", "mixture"):
@@ -42,6 +74,11 @@ def score_tier(path: str) -> pd.DataFrame:
                                                   call.bin_dispersion(store.counts, medians))
         seconds = time.perf_counter() - t0
         scored = call.truth_metrics(genes, plasmids, truth)
+        if method == "fixed":
+            samples = pd.read_csv(Path(params.store_path).parent / "truth" / "samples.tsv", sep="\t",
+                                  dtype={"sample_id": str})
+            for line in diagnostics(params, genes, plasmids, samples):
+                print(f"{params.tier}: {line}")
         if method == "mixture":
             scored = scored[scored.level != "chromosome"]   # the chromosomal caller ignores the method
         scored.insert(0, "threshold_method", method if method == "mixture" else "fixed")

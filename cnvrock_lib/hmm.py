@@ -296,13 +296,33 @@ class GaussianHMM(BatchedHMM):
                          self.move_prob, states is not None, want, st, pp, loglik, _chunk_bounds(x.shape[0]))
         self._copy_back(post, pp)
 
+    def em_update(self, stats: np.ndarray, sd: np.ndarray, prior_means: np.ndarray,
+                  prior_weight: float = 100.0) -> np.ndarray:
+        """One M-step from :meth:`sufficient_statistics`: pooled means, per-sample sd.
+
+        Each sample's statistics are weighted by its precision 1/sd². The means get a
+        conjugate prior centred on ``prior_means`` worth ``prior_weight`` bins (at the
+        median precision), so a state no sample occupies keeps its mean, and they stay in CN order.
+        ``self.means`` is updated; returns the new sd (n_samples,) (copy-ratio units).
+        """
+        # samples differ in noise: the ML pooled mean weights each sample by its precision
+        precision = 1.0 / np.asarray(sd, dtype=np.float64) ** 2
+        prior_precision = prior_weight * float(np.median(precision))
+        num = (stats[..., 1] * precision[:, None]).sum(0) + prior_precision * prior_means
+        den = (stats[..., 0] * precision[:, None]).sum(0) + prior_precision
+        means = num / den
+        self.means = np.maximum.accumulate(means)  # a state mean may not overtake its neighbour
+        n_k, s_x, s_xx = stats[..., 0], stats[..., 1], stats[..., 2]
+        resid = (s_xx - 2 * self.means * s_x + self.means ** 2 * n_k).sum(1)
+        n_used = n_k.sum(1)
+        new_sd = np.sqrt(np.maximum(resid, 0) / np.maximum(n_used, 1))
+        return np.maximum(np.where(n_used > 1, new_sd, sd), 1e-3)
+
     def fit_em(self, x, sd, mask=None, n_iter: int = 1, prior_weight: float = 100.0):
         """Refine the state means (pooled over samples) and each sample's sd by Baum–Welch.
 
-        The means get a conjugate prior centred on their current values worth
-        ``prior_weight`` bins, so a state that no sample occupies keeps its mean.
-        Transitions are not re-estimated. Returns the refined sd (n_samples,) and
-        the total log-likelihood after each iteration; ``self.means`` is updated.
+        Transitions are not re-estimated (see :meth:`em_update`). Returns the refined
+        sd (n_samples,) and the total log-likelihood before each iteration.
         """
         x, sd, mask = self._check(x, sd, mask)
         sd = sd.copy()
@@ -311,15 +331,7 @@ class GaussianHMM(BatchedHMM):
         for _ in range(int(n_iter)):
             stats, loglik = self.sufficient_statistics(x, sd, mask)
             history.append(float(loglik.sum()))
-            total = stats.sum(0)
-            self.means = (total[:, 1] + prior_weight * prior) / (total[:, 0] + prior_weight)
-            # keep the states in CN order: a state mean may not overtake its neighbour
-            self.means = np.maximum.accumulate(self.means)
-            n_k, s_x, s_xx = stats[..., 0], stats[..., 1], stats[..., 2]
-            resid = (s_xx - 2 * self.means * s_x + self.means ** 2 * n_k).sum(1)
-            n_used = n_k.sum(1)
-            sd = np.where(n_used > 1, np.sqrt(np.maximum(resid, 0) / np.maximum(n_used, 1)), sd)
-            sd = np.maximum(sd, 1e-3)
+            sd = self.em_update(stats, sd, prior, prior_weight)
         return sd, history
 
 

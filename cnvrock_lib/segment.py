@@ -500,3 +500,116 @@ def state_occupancy(states: np.ndarray, mask: np.ndarray | None = None, chunk: i
         counts = np.bincount(flat, weights=w, minlength=s.shape[0] * k).reshape(s.shape[0], k)
         out[lo:lo + chunk] = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     return pd.DataFrame(out, columns=[f"CN {c:g}" for c in CN_STATES])
+
+
+# ---------------------------------------------------------------------- report helpers
+def load_result(params: Params) -> SegmentResult:
+    """The stage-02 artefacts already in ``out_dir`` as a :class:`SegmentResult` (no recomputation)."""
+    import json
+
+    out = params.out_path
+    files = {name: out / f"{name}.npy" for name in ("copy_ratios", "states", "state_posteriors")}
+    files.update(segments=out / "segments.parquet", qc=out / "sample_qc.tsv", summary=out / "segment_summary.json")
+    for path in files.values():
+        if not path.is_file():
+            raise InputError(f"{path} not found; run stage 02 (segment_cohort) first")
+    store = open_store(params.store_path, check_values=False)
+    summary = json.loads(files["summary"].read_text())
+    qc = pd.read_csv(files["qc"], sep="\t", dtype={"sample_id": str})
+    return SegmentResult(out, store.sample_ids, store.bins, qc, int(summary["n_segments"]),
+                         np.asarray(summary["means"]), summary.get("em_log_likelihood", []),
+                         float(summary["seconds"]), summary["backend"], summary["device"], files)
+
+
+def summary_table(result: SegmentResult) -> pd.DataFrame:
+    """One-column overview of a run: samples, bins, segments, QC, state means, backend, time."""
+    qc = result.qc
+    rows = {
+        "samples": f"{len(qc):,}",
+        "bins per sample": f"{len(result.bins):,}",
+        "segments": f"{result.n_segments:,} ({result.n_segments / max(1, len(qc)):.1f} per sample)",
+        "samples passing QC": f"{int(qc['qc_pass'].sum()):,} ({qc['qc_pass'].mean():.1%})",
+        "median usable fraction of bins": f"{qc['usable_fraction'].median():.3f}",
+        "median noise sd (copy ratio)": f"{qc['noise_sd'].median():.3f}",
+        "state means (copies)": ", ".join(f"{m:.3f}" for m in result.means),
+        "EM iterations": str(len(result.em_history)),
+        "HMM backend / device": f"{result.backend} / {result.device}",
+        "stage time (s)": f"{result.seconds:.1f}",
+    }
+    return pd.DataFrame({"value": rows})
+
+
+def example_tracks(result: SegmentResult, examples: dict[str, str]):
+    """Arguments of :func:`cnvrock_lib.plots.segments.sample_tracks` for the example samples."""
+    ids = list(examples.values())
+    index = {s: i for i, s in enumerate(result.sample_ids.tolist())}
+    rows = [index[s] for s in ids]
+    ratios = np.asarray(result.load("copy_ratios")[rows], dtype=np.float64)
+    labels = [f"{role.replace('_', ' ')} — {sid}" for role, sid in examples.items()]
+    return result.bins, ratios, result.segments(ids), labels
+
+
+def heatmap_rows(result: SegmentResult, params: Params, max_samples: int = 300):
+    """States of up to ``max_samples`` samples for the cohort heatmap, grouped by species and ST.
+
+    A seeded subsample (``params.seed``) when the cohort is larger; without metadata, samples
+    are ordered by how many bins they have outside CN 1. Returns (states, labels).
+    """
+    ids = result.sample_ids
+    rng = np.random.default_rng(params.seed)
+    pick = np.sort(rng.choice(ids.size, max_samples, replace=False)) if ids.size > max_samples else np.arange(ids.size)
+    states = np.asarray(result.load("states")[pick])
+    order_key = pd.DataFrame({"sample_id": ids[pick], "abnormal": (states != CN1_STATE).sum(1)})
+    meta_path = params.kpsc_meta_path
+    if meta_path and Path(meta_path).is_file():
+        meta = pd.read_csv(meta_path, sep="\t", dtype=str, keep_default_na=False)
+        if {"sample_id", "Species", "ST"} <= set(meta.columns):
+            order_key = order_key.merge(meta[["sample_id", "Species", "ST"]], on="sample_id", how="left")
+            order = order_key.sort_values(["Species", "ST", "abnormal"], kind="stable").index.to_numpy()
+            labels = (order_key["Species"].fillna("?") + " " + order_key["ST"].fillna("")).to_numpy()
+            return states[order], list(labels[order])
+    order = order_key.sort_values("abnormal", kind="stable").index.to_numpy()
+    return states[order], list(order_key["sample_id"].to_numpy()[order])
+
+
+def truth_path(params: Params) -> Path | None:
+    """``truth/segments.tsv`` of a simulated tier, or None."""
+    sim = params.simulate
+    if not sim:
+        return None
+    path = Path(sim["data_dir"]) / "truth" / "segments.tsv"
+    return path if path.is_file() else None
+
+
+def accuracy_against_truth(params: Params, result: SegmentResult) -> pd.DataFrame | None:
+    """:func:`segmentation_accuracy` of the run against the simulator's true segments, as a table.
+
+    Rows: all samples, samples passing QC. None when the tier has no truth table.
+    """
+    path = truth_path(params)
+    if path is None:
+        return None
+    truth = pd.read_csv(path, sep="\t", dtype={"sample_id": str, "chrom": str})
+    states = result.load("states")
+    ratios = result.load("copy_ratios")
+    qc_pass = result.qc["qc_pass"].to_numpy(bool)
+    truth_cn = truth_cn_per_bin(truth, result.bins, result.sample_ids)
+    mask = np.isnan(np.asarray(ratios))
+    rows = {}
+    for name, sel in (("all samples", np.ones_like(qc_pass)), ("samples passing QC", qc_pass)):
+        acc = segmentation_accuracy(np.asarray(states)[sel], mask[sel], truth_cn[sel], result.bins)
+        flat = {k: v for k, v in acc.items() if not isinstance(v, dict)}
+        flat.update({f"recall_{k}": v for k, v in acc["recall_by_class"].items()})
+        flat.update({f"precision_{k}": v for k, v in acc["precision_by_class"].items()})
+        rows[name] = flat
+    return pd.DataFrame(rows).T
+
+
+def cohort_occupancy(result: SegmentResult, chunk: int = 1024) -> pd.DataFrame:
+    """:func:`state_occupancy` of every sample over its usable bins (index: sample_id)."""
+    states, ratios = result.load("states"), result.load("copy_ratios")
+    parts = [state_occupancy(states[lo:lo + chunk], np.isnan(ratios[lo:lo + chunk]))
+             for lo in range(0, states.shape[0], chunk)]
+    occ = pd.concat(parts, ignore_index=True)
+    occ.index = pd.Index(result.sample_ids, name="sample_id")
+    return occ

@@ -210,3 +210,34 @@ def test_state_occupancy_counts_usable_bins():
     occ = S.state_occupancy(states, mask)
     assert occ.loc[0, "CN 1"] == pytest.approx(2 / 3) and occ.loc[0, "CN 3"] == 0
     assert occ.loc[1, "CN 1"] == 1.0
+
+
+def test_report_helpers_and_figures(cohort, result):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from cnvrock_lib.plots import segments as P
+
+    params = cohort["params"]
+    loaded = S.load_result(params)
+    pd.testing.assert_frame_equal(loaded.qc, result.qc, check_dtype=False)
+    assert loaded.n_segments == result.n_segments
+    assert "samples passing QC" in S.summary_table(loaded).index
+    examples = S.pick_examples(result.qc, result.segments())
+    bins, ratios, segs, labels = S.example_tracks(result, examples)
+    assert ratios.shape == (4, len(bins)) and labels[0] == "amplified — S2"
+    states, row_labels = S.heatmap_rows(result, params, max_samples=5)
+    assert states.shape == (5, len(bins)) and len(row_labels) == 5
+    occ = S.cohort_occupancy(result)
+    np.testing.assert_allclose(occ.sum(axis=1), 1.0)
+    assert S.accuracy_against_truth(params, result) is None  # not a simulated tier
+    figures = [P.sample_tracks(bins, ratios, segs, labels), P.state_heatmap(states, row_labels),
+               P.state_occupancy(occ), P.segment_lengths(result.segments()),
+               P.qc_distribution(result.qc, params.cnv_min_cn1_proportion)]
+    assert all(isinstance(f, Figure) for f in figures)
+    assert len(figures[0].axes) == 4
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -236,3 +236,66 @@ def test_mosdepth_and_tsv_layouts_match_the_reference_bins(toy):
     lengths = dict(line.split("\t")[:2] for line in (Path(str(toy["ref"]) + ".fai")).read_text().splitlines())
     bins = reference.make_bins({k: int(v) for k, v in lengths.items()})
     np.testing.assert_array_equal(ingest.resolve_bins(toy["ref"]), bins)
+
+
+def test_stages_02_03_on_stores_built_from_real_tools(toy, tmp_path):
+    """Stores built from the toy BAMs go through stage 02 (segment) and stage 03 (call).
+
+    Stage 01 (the VAE) needs a cohort, not two samples; its artefacts are stood in for by
+    the toy genome's known expectation: uniform depth, i.e. each sample's median per bin.
+    """
+    segment = pytest.importorskip("cnvrock_lib.segment")
+    from cnvrock_lib import call, normalise
+    from cnvrock_lib.atomic import save_npy
+    from cnvrock_lib.params import load_params
+
+    chrom_store = ingest.build_store(toy["manifests"]["bam"], tmp_path / "chrom_store",
+                                     ingest.CountSettings("bam", _bins(toy, ["toyChr"]), min_mapq=20)).path
+    plasmid_store = ingest.build_store(toy["manifests"]["bam"], tmp_path / "plasmid_store",
+                                       ingest.CountSettings("bam", _bins(toy, ["plasA", "plasB"]), min_mapq=0)).path
+    amp_gene = (AMP_START + 2001, AMP_START + 2900)  # 1-based, inside the triplicated 6 kb
+    (tmp_path / "chrom_genes.tsv").write_text(f"gene\tcontig\tstart\tend\ntoyAMP\ttoyChr\t{amp_gene[0]}\t{amp_gene[1]}\n")
+    (tmp_path / "plasmid_genes.tsv").write_text(
+        "gene\tcontig\tstart\tend\tabsent_threshold\n"
+        f"geneX\tplasA\t{GENE_A_START + 1}\t{GENE_A_START + GENE_LEN}\t\n"
+        f"geneXp\tplasB\t{GENE_B_START + 1}\t{GENE_B_START + GENE_LEN}\t\n")
+    (tmp_path / "families.tsv").write_text("family\tmembers\nfamX\tgeneX,geneXp\n")
+    out_dir = tmp_path / "results"
+    (tmp_path / "realtools.yaml").write_text(
+        "tier: realtools\nstore_path: chrom_store\nplasmid_store_path: plasmid_store\nout_dir: results\n"
+        "chrom_gene_coords_path: chrom_genes.tsv\nplasmid_gene_coords_path: plasmid_genes.tsv\n"
+        "plasmid_gene_families_path: families.tsv\nbootstrap_replicates: 200\nseed: 7\n")
+    params = load_params(tmp_path / "realtools.yaml")
+    counts = np.asarray(store.open_store(chrom_store).counts)
+    medians = normalise.sample_medians(counts)
+    out_dir.mkdir()
+    save_npy(out_dir / "medians.npy", medians)
+    save_npy(out_dir / "reconstructions.npy", np.repeat(medians[:, None], counts.shape[1], axis=1).astype(np.float32))
+
+    segment.segment_cohort(params)
+    segments = pd.read_parquet(out_dir / "segments.parquet")
+    s1_amp = segments[(segments["sample_id"] == "S1") & (segments["start"] <= AMP_START + 2001)
+                      & (segments["end"] >= AMP_START + 5000)]
+    assert s1_amp["cn"].tolist() == [3.0], segments[segments["sample_id"] == "S1"]
+    s2 = segments[segments["sample_id"] == "S2"]
+    over_amp = s2[(s2["end"] >= AMP_START + 1) & (s2["start"] <= AMP_START + AMP_LEN)]
+    assert over_amp["cn"].tolist() == [1.0]
+    assert s2.loc[s2["cn"] == 1.0, "n_bins"].sum() >= 0.95 * s2["n_bins"].sum()
+    print(f"[figures] stage 02 on the BAM store: S1 segment {s1_amp['start'].iloc[0]}-{s1_amp['end'].iloc[0]} "
+          f"CN {s1_amp['cn'].iloc[0]:g} (mean ratio {s1_amp['mean_ratio'].iloc[0]:.2f}); S2 segments "
+          + ", ".join(f"{r.start}-{r.end} CN {r.cn:g} ({r.mean_ratio:.2f})" for r in s2.itertuples()))
+
+    result = call.call_genes(params)
+    chrom_calls = result.gene_calls.set_index("sample_id")
+    print("[figures] stage 03 on BAM stores: toyAMP CRR S1 "
+          f"{chrom_calls.loc['S1', 'crr']:.2f} ({chrom_calls.loc['S1', 'label']}), S2 "
+          f"{chrom_calls.loc['S2', 'crr']:.2f} ({chrom_calls.loc['S2', 'label']})")
+    assert chrom_calls.loc["S1", "label"] == "amplified" and 2.5 < chrom_calls.loc["S1", "crr"] < 3.5
+    assert chrom_calls.loc["S2", "label"] == "normal" and 0.8 < chrom_calls.loc["S2", "crr"] < 1.2
+    plasmid = result.plasmid_calls
+    family = plasmid[plasmid["level"] == "family"].set_index("sample_id")
+    print(f"[figures] stage 03 on BAM stores: famX PCN S1 {family.loc['S1', 'pcn']:.2f}, S2 {family.loc['S2', 'pcn']:.2f}")
+    # S1: X on two copies of plasA; S2: X on plasA + X' on plasB, one copy each -> both ~2 per chromosome
+    for sid in ("S1", "S2"):
+        assert family.loc[sid, "label"] in ("present", "amplified")
+        assert 1.7 < family.loc[sid, "pcn"] < 2.3

@@ -299,3 +299,14 @@ def test_stages_02_03_on_stores_built_from_real_tools(toy, tmp_path):
     for sid in ("S1", "S2"):
         assert family.loc[sid, "label"] in ("present", "amplified")
         assert 1.7 < family.loc[sid, "pcn"] < 2.3
+
+
+def test_cram_counts_equal_bam_counts(toy, tmp_path):
+    root = Path(toy["root"])
+    _run(f"samtools view -C -T {toy['ref']} -o {tmp_path / 'S1.cram'} S1.bam && samtools index {tmp_path / 'S1.cram'}",
+         root)
+    bins = ingest.resolve_bins(toy["ref"])
+    from_bam = ingest.count_bam(root / "S1.bam", bins, 20)
+    from_cram = ingest.count_bam(tmp_path / "S1.cram", bins, 20, reference_fasta=toy["ref"])
+    assert from_bam.sum() > 0
+    np.testing.assert_array_equal(from_cram, from_bam)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as _scipy_stats
 
 from .atomic import atomic_path, write_json, write_parquet, write_tsv
 from .errors import InputError, StoreError
@@ -37,6 +38,8 @@ SEGMENT_COLUMNS = {
     "sample_id": "str", "chrom": "str", "start": "int64", "end": "int64", "n_bins": "int32",
     "n_masked": "int32", "state": "int8", "cn": "float32", "mean_ratio": "float32", "confidence": "float32",
 }
+# MAD of a normal truncated at ±3 sd, relative to the untruncated MAD (the second pass of noise_sd)
+_MAD_TRUNCATION_3SD = float(_scipy_stats.truncnorm(-3, 3).ppf(0.75) / _scipy_stats.norm.ppf(0.75))
 QC_COLUMNS = ["sample_id", "median_depth", "usable_fraction", "noise_sd", "cn1_fraction", "qc_pass", "n_segments"]
 
 
@@ -76,26 +79,45 @@ def copy_ratios(counts: np.ndarray, expected: np.ndarray, low_cov_threshold: flo
     return (raw / scale[:, None]).astype(np.float32), mask
 
 
-def noise_sd(ratios: np.ndarray, mask: np.ndarray, floor: float = MIN_NOISE_SD) -> np.ndarray:
-    """Robust per-sample noise (copy-ratio units): MAD of first differences of usable bins / √2.
+def noise_sd(ratios: np.ndarray, mask: np.ndarray, method: str = "level", floor: float = MIN_NOISE_SD) -> np.ndarray:
+    """Robust per-sample noise of the copy ratio (copy-ratio units).
 
-    Differences between neighbouring usable bins cancel the slowly varying
-    signal, so CNV steps barely move the estimate; the MAD (scaled by 1.4826
-    to a normal sd) ignores outlier bins. Samples with fewer than 3 usable
-    neighbour pairs get NaN. Returns float64 (n_samples,), at least ``floor``.
+    ``method="level"`` (default): MAD of the usable bins around the sample's median,
+    scaled by 1.4826 to a normal sd, computed again over the bins within 3 sd of the
+    median so that large deletions and gains do not inflate it; it it sees the whole bin-to-bin scatter the HMM's emissions must
+    absorb, including slowly varying residual bias.
+    ``method="diff"``: MAD of first differences between neighbouring usable bins / √2.
+    Blind to CNV steps, but it misses any noise shared by neighbouring bins (on the
+    simulated cohort, neighbouring CN-1 bins correlate at about 0.6 and this
+    estimate is a third too small; see docs/segmentation.md).
+
+    Samples with fewer than 3 usable bins (pairs) get NaN. Returns float64 (n_samples,),
+    at least ``floor``.
     """
-    r = np.asarray(ratios, dtype=np.float64)
-    pair = ~mask[:, 1:] & ~mask[:, :-1]
-    diff = np.where(pair, r[:, 1:] - r[:, :-1], np.nan)
     import warnings
 
+    r = np.asarray(ratios, dtype=np.float64)
+    mask = np.asarray(mask, bool)
+    if method == "level":
+        values = np.where(mask, np.nan, r)
+        enough = (~mask).sum(1) >= 3
+    elif method == "diff":
+        pair = ~mask[:, 1:] & ~mask[:, :-1]
+        values = np.where(pair, r[:, 1:] - r[:, :-1], np.nan) / np.sqrt(2.0)
+        enough = pair.sum(1) >= 3
+    else:
+        raise InputError(f"noise_sd: method = {method!r}; expected level or diff")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        centre = np.nanmedian(diff, axis=1)
-        mad = np.nanmedian(np.abs(diff - centre[:, None]), axis=1)
-    sd = 1.4826 * mad / np.sqrt(2.0)
-    sd = np.where(pair.sum(1) >= 3, np.maximum(sd, floor), np.nan)
-    return sd
+        centre = np.nanmedian(values, axis=1)
+        sd = 1.4826 * np.nanmedian(np.abs(values - centre[:, None]), axis=1)
+        if method == "level":
+            # second pass without bins > 3 sd from the centre: large deletions (ratio 0) and
+            # gains would otherwise inflate the MAD by a fraction of their share of bins
+            near = np.where(np.abs(values - centre[:, None]) <= 3 * sd[:, None], values, np.nan)
+            centre = np.nanmedian(near, axis=1)
+            sd = 1.4826 * np.nanmedian(np.abs(near - centre[:, None]), axis=1) / _MAD_TRUNCATION_3SD
+    return np.where(enough, np.maximum(sd, floor), np.nan)
 
 
 def contig_starts(bins: np.ndarray) -> np.ndarray:
@@ -361,10 +383,10 @@ def sample_qc_table(sample_ids, counts_median: np.ndarray, mask: np.ndarray, sd:
     })
 
 
-def _prepare_batch(store, expected, rows: slice, threshold: float):
+def _prepare_batch(store, expected, rows: slice, threshold: float, noise_method: str):
     counts = np.asarray(store.counts[rows], dtype=np.float64)
     ratios, mask = copy_ratios(counts, np.asarray(expected[rows]), threshold)
-    sd = noise_sd(ratios, mask)
+    sd = noise_sd(ratios, mask, noise_method)
     import warnings
 
     with warnings.catch_warnings():
@@ -375,13 +397,14 @@ def _prepare_batch(store, expected, rows: slice, threshold: float):
     return ratios, mask, sd, depth
 
 
-def segment_cohort(params: Params, log=None) -> SegmentResult:
+def segment_cohort(params: Params, log=None, noise_method: str = "level") -> SegmentResult:
     """Stage 02: segment every sample of the store; write the stage-02 artefacts to ``out_dir``.
 
     Reads ``params.store_path`` and ``out_dir/reconstructions.npy``; writes
     ``copy_ratios.npy`` (float32, NaN masked), ``states.npy`` (int8),
     ``state_posteriors.npy`` (float32), ``segments.parquet``, ``sample_qc.tsv``
     and ``segment_summary.json``. Samples are processed ``hmm_batch_size`` at a time.
+    ``noise_method`` selects the noise estimate of :func:`noise_sd`.
     """
     t0 = time.perf_counter()
     log = log or (lambda msg: None)
@@ -407,7 +430,7 @@ def segment_cohort(params: Params, log=None) -> SegmentResult:
         for lo in range(0, n, batch):
             rows = slice(lo, min(n, lo + batch))
             ratios_all[rows], _, sds[rows], depth[rows] = _prepare_batch(store, expected, rows,
-                                                                         params.hmm_low_cov_threshold)
+                                                                         params.hmm_low_cov_threshold, noise_method)
         if params.hmm_em_iterations > 0:
             sds, history = _cohort_em(model, ratios_all, sds, bins, params, batch, log)
         frames, qc_frames = [], []
@@ -435,7 +458,7 @@ def segment_cohort(params: Params, log=None) -> SegmentResult:
     write_json(files["summary"], {
         "n_samples": int(n), "n_bins": int(t), "n_segments": int(len(segments)),
         "qc_pass": int(qc["qc_pass"].sum()), "means": model.means.tolist(), "em_iterations": int(params.hmm_em_iterations),
-        "em_log_likelihood": history, "backend": model.backend, "device": model.device, "seconds": round(seconds, 2),
+        "em_log_likelihood": history, "noise_method": noise_method, "backend": model.backend, "device": model.device, "seconds": round(seconds, 2),
     })
     return SegmentResult(out, store.sample_ids, bins, qc, len(segments), model.means.copy(), history, seconds,
                          model.backend, model.device, files)

@@ -76,12 +76,19 @@ def test_noise_sd_is_robust_to_steps_outliers_and_masks():
     rng = np.random.default_rng(1)
     sd_true = np.array([0.05, 0.1, 0.3])
     x = 1 + rng.standard_normal((3, 4000)) * sd_true[:, None]
-    x[:, 1000:1500] += 1.0  # a CNV step
+    x[:, 1000:1300] -= 1.0  # a deletion (ratio 0) ...
+    x[:, 1300:1500] += 2.0  # ... and a gain to CN 3
     x[:, ::97] = 25.0  # outlier bins
     mask = np.zeros_like(x, bool)
     mask[:, 2000:2600] = True
     x[mask] = np.nan
     np.testing.assert_allclose(S.noise_sd(x, mask), sd_true, rtol=0.1)
+    np.testing.assert_allclose(S.noise_sd(x, mask, method="diff"), sd_true, rtol=0.1)
+    # noise shared by neighbouring bins: the level estimate sees it, first differences do not
+    smooth = np.repeat(rng.standard_normal((1, 400)) * 0.2, 10, axis=1)
+    no_mask = np.zeros_like(smooth, bool)
+    assert S.noise_sd(1 + smooth, no_mask)[0] == pytest.approx(0.2, rel=0.15)
+    assert S.noise_sd(1 + smooth, no_mask, method="diff")[0] < 0.05
     all_masked = S.noise_sd(np.full((1, 10), np.nan), np.ones((1, 10), bool))
     assert np.isnan(all_masked).all()
 

@@ -1,0 +1,97 @@
+"""Segmentation accuracy of stage 02 on a simulated cohort against its true segments.
+
+Runs :func:`cnvrock_lib.segment.segment_cohort` with each noise estimate in
+``--noise`` and ``hmm_em_iterations`` in ``--em`` (default 0 1 2 3) on a simulated tier whose stage 01 has run (its
+``reconstructions.npy`` is the expected depth), and, for comparison, with a
+naive expected depth (the cohort's median profile scaled by each sample's
+median depth) instead of the VAE's. Each run writes into its own folder under
+``--work``; the stage's artefacts in the tier's own ``out_dir`` are not touched.
+
+Prints one row per run (bin accuracy, loss/gain recall and precision, breakpoint
+error) and writes them as TSV.
+
+Usage::
+
+    .venv/bin/python bench/segment_accuracy.py params/demo.yaml --work /tmp/segacc
+    .venv/bin/python bench/segment_accuracy.py params/demo.yaml --out-dir /tmp/run --work /tmp/segacc --em 0 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cnvrock_lib import segment
+from cnvrock_lib.atomic import save_npy, write_tsv
+from cnvrock_lib.normalise import sample_medians
+from cnvrock_lib.params import load_params
+from cnvrock_lib.store import open_store
+
+COLUMNS = ["expected_depth", "noise", "em_iterations", "bin_accuracy", "bin_accuracy_usable", "recall_loss", "precision_loss",
+           "recall_gain", "precision_gain", "recall_normal", "breakpoints_true", "breakpoints_found",
+           "breakpoint_error_median_bp", "breakpoint_error_p90_bp", "breakpoints_called_per_sample", "qc_pass",
+           "means", "seconds"]
+
+
+def cohort_median_expected(store) -> np.ndarray:
+    """Naive expected depth: median over samples of depth-normalised counts × each sample's median."""
+    counts = np.asarray(store.counts, dtype=np.float64)
+    m = sample_medians(counts)
+    profile = np.median(counts / m[:, None], axis=0)
+    return (m[:, None] * profile[None, :]).astype(np.float32)
+
+
+def run_one(params_path: Path, out: Path, expected: np.ndarray, em: int, label: str, noise: str) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    save_npy(out / "reconstructions.npy", expected)
+    overrides = {"out_dir": str(out), "hmm_em_iterations": em}
+    params = load_params(params_path, overrides=overrides)
+    t0 = time.perf_counter()
+    result = segment.segment_cohort(params, noise_method=noise)
+    seconds = time.perf_counter() - t0
+    table = segment.accuracy_against_truth(params, result)
+    if table is None:
+        raise SystemExit(f"{params_path}: no truth/segments.tsv (not a simulated tier?)")
+    row = table.loc["all samples"].to_dict()
+    row.update(expected_depth=label, noise=noise, em_iterations=em, qc_pass=int(result.qc["qc_pass"].sum()),
+               means=" ".join(f"{m:.3f}" for m in result.means), seconds=round(seconds, 1))
+    return row
+
+
+def main(argv=None) -> pd.DataFrame:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("params", type=Path, help="a simulated tier YAML (e.g. params/demo.yaml)")
+    ap.add_argument("--out-dir", type=Path, help="where stage 01 wrote reconstructions.npy (default: the tier's out_dir)")
+    ap.add_argument("--work", type=Path, required=True, help="scratch folder for the runs")
+    ap.add_argument("--em", type=int, nargs="+", default=[0, 1, 2, 3])
+    ap.add_argument("--noise", nargs="+", default=["level", "diff"], help="noise estimates to compare (noise_sd)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the cohort-median expected depth")
+    args = ap.parse_args(argv)
+
+    base = load_params(args.params)
+    recon_dir = args.out_dir or base.out_path
+    recon = np.load(recon_dir / "reconstructions.npy")
+    rows = []
+
+    def show(row):
+        rows.append(row)
+        print(pd.DataFrame([row])[COLUMNS].to_string(index=False, header=len(rows) == 1), flush=True)
+
+    for noise in args.noise:
+        for em in args.em:
+            show(run_one(args.params, args.work / f"vae_{noise}_em{em}", recon, em, "VAE reconstruction", noise))
+    if not args.no_baseline:
+        naive = cohort_median_expected(open_store(base.store_path))
+        show(run_one(args.params, args.work / "median", naive, args.em[0], "cohort median profile", args.noise[0]))
+    frame = pd.DataFrame(rows)[COLUMNS]
+    write_tsv(args.work / "segment_accuracy.tsv", frame)
+    print(f"\nwritten: {args.work / 'segment_accuracy.tsv'}")
+    return frame
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 LOG_FLOOR = 0.01  # copies; zero dosage is drawn here on log axes
 LABEL_COLOURS = {"uncallable": "#9e9e9e", "absent": "#4c72b0", "normal": "#55a868", "present": "#55a868",
@@ -29,6 +30,12 @@ def _grid(n: int, ncols: int, size=(3.6, 2.6)) -> tuple[Figure, np.ndarray]:
     for ax in axes.ravel()[n:]:
         ax.set_axis_off()
     return fig, axes.ravel()
+
+
+def _sqrt_counts(ax) -> None:
+    """Square-root count axis: small groups stay visible next to large ones (cheaper ticks than symlog)."""
+    ax.set_yscale("function", functions=(lambda y: np.sqrt(np.maximum(y, 0)), np.square))
+    ax.set_ylabel("samples (square-root scale)")
 
 
 def _stacked_hist(ax, frame: pd.DataFrame, value: str, bins: np.ndarray) -> None:
@@ -61,9 +68,8 @@ def crr_distribution(gene_calls: pd.DataFrame, amp_threshold: float = 1.75, ncol
     for ax, gene in zip(axes, genes):
         _stacked_hist(ax, frame[frame.gene == gene].assign(crr=lambda d: d.crr.clip(upper=top)), "crr", bins)
         ax.axvline(amp_threshold, ls="--", lw=1, color="k")
-        ax.set_yscale("symlog", linthresh=5)
+        _sqrt_counts(ax)
         ax.set_xlabel("CRR (copies; gene ÷ local flank)")
-        ax.set_ylabel("samples")
         ax.set_title(gene)
     fig.tight_layout()
     return fig
@@ -90,9 +96,9 @@ def pcn_distribution(plasmid_calls: pd.DataFrame, level: str = "family", amp_thr
             ax.axvline(float(thr.iloc[0]), ls="--", lw=1, color="k")
         ax.axvline(amp_threshold, ls=":", lw=1, color="k")
         ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=5)
+        ax.xaxis.set_minor_locator(NullLocator())
+        _sqrt_counts(ax)
         ax.set_xlabel("PCN (copies per chromosome)")
-        ax.set_ylabel("samples")
         method = sub.threshold_method.iloc[0] if "threshold_method" in sub else ""
         ax.set_title(f"{gene} ({method} threshold)", fontsize=9)
     fig.tight_layout()

@@ -282,3 +282,28 @@ def test_sigterm_exits_non_zero_in_a_batch_job(cohort, tmp_path):
     assert proc.returncode == 143, err
     assert "epoch 1/500" in err and "SIGTERM" in err
     assert torch.load(params.out_path / "checkpoint_last.pth", weights_only=True)["epoch"] >= 1
+
+
+def test_report_helpers(trained):
+    params, result = trained
+    table = train.summary_table(result.summary)
+    assert "38 train, 4 validation, 6 hold-out" in table.loc["samples", "value"]
+    errors = train.reconstruction_error(params)
+    assert list(errors.columns) == ["sample_id", "split", "median_abs_log2", "max_excess_log2"]
+    assert len(errors) == N_SAMPLES and errors["median_abs_log2"].between(0, 1).all()
+    # the synthetic amplicon (4x at bins 300-309) is the strongest local excess, and is not reproduced
+    amplified = errors["max_excess_log2"].idxmax()
+    counts = np.asarray(store.open_store(params.store_path).counts[amplified], dtype=float)
+    assert counts[300:310].mean() > 3 * np.median(counts[320:400])
+    tracks = train.example_tracks(params, errors)
+    assert tracks["sample_ids"][-1] == errors.loc[amplified, "sample_id"]
+    assert tracks["observed"].shape == tracks["expected"].shape == (len(tracks["sample_ids"]), N_BINS)
+    assert "hold" in tracks["labels"][0]
+    from cnvrock_lib.plots import training as plots
+    import matplotlib
+    matplotlib.use("Agg")
+    log = train.load_training_log(params.out_path)
+    for fig in (plots.loss_curves(log, result.summary["best_epoch"]), plots.reconstruction_examples(tracks),
+                plots.latent_pca(*train.latent_pca_table(params))):
+        assert len(fig.axes) >= 2
+        matplotlib.pyplot.close(fig)

@@ -34,6 +34,11 @@ def diagnostics(params, genes: pd.DataFrame, plasmids: pd.DataFrame, samples: pd
         explained = int((smp.loc[fp.index, "plasmid_shv_pcn"] > 0).sum())
         lines.append(f"blaSHV amplified calls with < 2 chromosomal copies: {len(fp)}, of which {explained} carry a "
                      f"plasmid-borne blaSHV copy")
+        amp = shv[(smp.loc[shv.index, "shv_cn"] >= 2.0) & (shv.status == "ok")]
+        true = smp.loc[amp.index, "shv_cn"]
+        inside = int(((amp.crr_lo <= true) & (true <= amp.crr_hi)).sum())
+        lines.append(f"blaSHV samples with >= 2 chromosomal copies: 95% interval holds the true CN in {inside} of "
+                     f"{len(amp)}; median |CRR / CN - 1| = {float((amp.crr / true - 1).abs().median()):.3f}")
         low = smp.index[smp.low_quality.astype(bool)]
         flagged = int((shv.loc[low, "status"] != "ok").sum())
         lines.append(f"low-quality samples flagged uncallable (blaSHV row): {flagged} of {len(low)}")
@@ -95,6 +100,48 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def fmt(v) -> str:
+    return "NA" if not np.isfinite(v) else f"{v:.2f}"
+
+
+def docs_tables(table: pd.DataFrame) -> str:
+    """The compact tables of docs/calling.md, from the per-tier tables."""
+    out = []
+    chrom = table[table.level == "chromosome"]
+    if len(chrom):
+        out.append("| cohort | mode | callable | true positives | recall | precision | median abs. error (all) "
+                   "| median abs. error (positives) | interval coverage (all) | interval coverage (CN > 0) |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        for r in chrom.itertuples():
+            out.append(f"| {r.tier} | {r.mode} | {r.n_callable} | {r.n_pos} | {fmt(r.recall)} | {fmt(r.precision)} | "
+                       f"{fmt(r.abs_err_median)} | {fmt(r.abs_err_median_pos)} | {fmt(r.interval_coverage)} | "
+                       f"{fmt(r.interval_coverage_carriers)} |")
+    fam = table[table.level == "family"]
+    tiers = list(dict.fromkeys(fam.tier))
+    out.append("")
+    out.append("| family | " + " | ".join(f"{t}: carriers | {t}: fixed R / P | {t}: mixture R / P" for t in tiers) + " |")
+    out.append("|---|" + "---|---|---|" * len(tiers))
+    for gene in dict.fromkeys(fam.gene):
+        cells = []
+        for t in tiers:
+            f = fam[(fam.tier == t) & (fam.gene == gene)].set_index("threshold_method")
+            cells += [str(int(f.loc["fixed", "n_pos"])),
+                      f"{fmt(f.loc['fixed', 'recall'])} / {fmt(f.loc['fixed', 'precision'])}",
+                      f"{fmt(f.loc['mixture', 'recall'])} / {fmt(f.loc['mixture', 'precision'])}"]
+        out.append(f"| {gene} | " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("| family | " + " | ".join(f"{t}: median abs. error | {t}: median rel. error | {t}: interval coverage"
+                                         for t in tiers) + " |")
+    out.append("|---|" + "---|---|---|" * len(tiers))
+    for gene in dict.fromkeys(fam.gene):
+        cells = []
+        for t in tiers:
+            r = fam[(fam.tier == t) & (fam.gene == gene) & (fam.threshold_method == "fixed")].iloc[0]
+            cells += [fmt(r.abs_err_median_pos), fmt(r.rel_err_median_pos), fmt(r.interval_coverage_carriers)]
+        out.append(f"| {gene} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tiers", nargs="+")
@@ -102,8 +149,10 @@ def main() -> None:
     args = ap.parse_args()
     cols = ["tier", "threshold_method", "gene", "level", "mode", "n_callable", "n_pos", "recall", "precision",
             "abs_err_median", "abs_err_median_pos", "interval_coverage", "interval_coverage_carriers"]
+    tables = []
     for path in args.tiers:
         table = score_tier(path)
+        tables.append(table)
         tier = table.tier.iloc[0]
         write_tsv(Path(args.out) / f"accuracy_{tier}.tsv", table, float_format="%.4g", na_rep="NA")
         shown = table[(table.level != "member")][cols].copy()
@@ -111,6 +160,8 @@ def main() -> None:
             shown[c] = shown[c].map(lambda v: "NA" if not np.isfinite(v) else f"{v:.3f}")
         print(f"\n### {tier}\n")
         print(markdown(shown))
+    print("\n## Tables of docs/calling.md\n")
+    print(docs_tables(pd.concat(tables, ignore_index=True)))
 
 
 if __name__ == "__main__":

@@ -1026,7 +1026,8 @@ def truth_metrics(gene_calls: pd.DataFrame, plasmid_calls: pd.DataFrame, gene_tr
     ``presence`` (true CN > 0 vs call ≥ 1). Columns: ``n_callable``,
     ``call_rate`` (callable ÷ all rows), ``n_pos``, ``tp fp fn``, ``recall``,
     ``precision``; the dosage error |value − true CN| (copies; median and 90th
-    percentile) over all callable samples and over true carriers; and
+    percentile) over all callable samples and over true positives, with the
+    median relative error |value ÷ true CN − 1| over true positives; and
     ``interval_coverage``, the share of callable samples whose true CN lies in
     [lo, hi] (also over carriers).
     """
@@ -1064,6 +1065,8 @@ def truth_metrics(gene_calls: pd.DataFrame, plasmid_calls: pd.DataFrame, gene_tr
                 "abs_err_median": float(err.median()) if len(err) else np.nan,
                 "abs_err_p90": float(err.quantile(0.9)) if len(err) else np.nan,
                 "abs_err_median_pos": float(pos_err.median()) if len(pos_err) else np.nan,
+                "rel_err_median_pos": float((ok.value[truth_pos] / ok.true_cn[truth_pos] - 1).abs().median())
+                if truth_pos.any() else np.nan,
                 "interval_coverage": float(inside.mean()) if len(ok) else np.nan,
                 "interval_coverage_carriers": float(inside[carrier].mean()) if carrier.any() else np.nan,
             })

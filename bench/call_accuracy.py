@@ -39,6 +39,14 @@ def diagnostics(params, genes: pd.DataFrame, plasmids: pd.DataFrame, samples: pd
         inside = int(((amp.crr_lo <= true) & (true <= amp.crr_hi)).sum())
         lines.append(f"blaSHV samples with >= 2 chromosomal copies: 95% interval holds the true CN in {inside} of "
                      f"{len(amp)}; median |CRR / CN - 1| = {float((amp.crr / true - 1).abs().median()):.3f}")
+        missed = shv[(smp.loc[shv.index, "shv_cn"] >= 2.0) & (shv.status == "ok") & (shv.call != 2)]
+        lines.append(f"blaSHV missed amplifications: {len(missed)}, true CN "
+                     f"{sorted(smp.loc[missed.index, 'shv_cn'].round(2).tolist())}, CRR "
+                     f"{sorted(missed.crr.round(2).tolist())}")
+        for species in sorted(set(smp.species) - {"Klebsiella pneumoniae"}):
+            sub = shv[smp.loc[shv.index, "species"] == species]
+            lines.append(f"blaSHV in {species}: median CRR {float(sub.crr.median()):.2f}, true CN 0, "
+                         f"statuses {sub.status.value_counts().to_dict()}, calls {sub.call.value_counts().to_dict()}")
         low = smp.index[smp.low_quality.astype(bool)]
         flagged = int((shv.loc[low, "status"] != "ok").sum())
         lines.append(f"low-quality samples flagged uncallable (blaSHV row): {flagged} of {len(low)}")
@@ -54,6 +62,26 @@ def diagnostics(params, genes: pd.DataFrame, plasmids: pd.DataFrame, samples: pd
             true = smp.loc[d.sample_id, col].to_numpy(dtype=float)
             have = (true > 0) & np.isfinite(d.backbone_pcn.to_numpy(dtype=float)) & (d.call >= 0).to_numpy()
             errs.append(np.abs(d.backbone_pcn.to_numpy(dtype=float)[have] / true[have] - 1))
+        truth = pd.read_csv(Path(params.store_path).parent / "truth" / "gene_truth.tsv", sep="\t",
+                            dtype={"sample_id": str})
+        for gene, d in mem.groupby("gene"):
+            col = f"backbone_pcn:{contig[gene]}"
+            t = truth[(truth.level == "member") & (truth.gene == gene)].set_index("sample_id").true_cn
+            d = d[(d.call >= 0)].set_index("sample_id")
+            carrier = d[t.loc[d.index] > 0]
+            if col not in smp.columns or carrier.empty:
+                continue
+            ratio = carrier.pcn / t.loc[carrier.index]
+            on = smp.loc[carrier.index, col] > 0
+            lines.append(f"member {gene}: median PCN / true CN on its reference plasmid {fmt(ratio[on].median())} "
+                         f"(n = {int(on.sum())}), elsewhere {fmt(ratio[~on].median())} (n = {int((~on).sum())})")
+        fam = plasmids[(plasmids.level == "family") & (plasmids.call >= 0)].merge(
+            truth[truth.level == "family"], on=["sample_id", "gene"])
+        for gene, d in fam.groupby("gene", sort=False):
+            neg = d[d.true_cn == 0].pcn
+            lines.append(f"family {gene}: non-carriers' PCN 95th / 99th percentile / max "
+                         f"{neg.quantile(0.95):.2f} / {neg.quantile(0.99):.2f} / {neg.max():.2f}; carriers' 5th "
+                         f"percentile {d[d.true_cn > 0].pcn.quantile(0.05):.2f}")
         if errs:
             e = np.concatenate(errs)
             lines.append(f"backbone PCN vs true plasmid PCN where the plasmid is present: median relative error "

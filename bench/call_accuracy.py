@@ -99,6 +99,8 @@ def score_tier(path: str) -> pd.DataFrame:
         if (params.out_path / "copy_ratios.npy").is_file():
             result = call.call_genes(params, write=False)
             genes, plasmids = result.gene_calls, result.plasmid_calls
+            print(f"{params.tier} ({method}): stage seconds "
+                  f"{ {k: round(v, 2) for k, v in result.seconds.items()} }")
         else:
             store = open_store(params.store_path)
             genes = pd.DataFrame(columns=call.GENE_CALL_COLUMNS)
@@ -107,6 +109,9 @@ def score_tier(path: str) -> pd.DataFrame:
                                                   call.bin_dispersion(store.counts, medians))
         seconds = time.perf_counter() - t0
         scored = call.truth_metrics(genes, plasmids, truth)
+        fam = plasmids[plasmids.level == "family"].drop_duplicates("gene")
+        print(f"{params.tier} ({method}): family absent thresholds "
+              f"{dict(zip(fam.gene, fam.absent_threshold.round(3)))}, from {dict(zip(fam.gene, fam.threshold_method))}")
         if method == "fixed":
             samples = pd.read_csv(Path(params.store_path).parent / "truth" / "samples.tsv", sep="\t",
                                   dtype={"sample_id": str})

@@ -13,7 +13,8 @@ error) and writes them as TSV.
 Usage::
 
     .venv/bin/python bench/segment_accuracy.py params/demo.yaml --work /tmp/segacc
-    .venv/bin/python bench/segment_accuracy.py params/demo.yaml --out-dir /tmp/run --work /tmp/segacc --em 0 2
+    .venv/bin/python bench/segment_accuracy.py params/demo.yaml --out-dir /tmp/run --work /tmp/segacc --em 0 2 \
+        --self-transition 0.95 0.99
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from cnvrock_lib.normalise import sample_medians
 from cnvrock_lib.params import load_params
 from cnvrock_lib.store import open_store
 
-COLUMNS = ["expected_depth", "noise", "em_iterations", "bin_accuracy", "bin_accuracy_usable", "recall_loss", "precision_loss",
+COLUMNS = ["expected_depth", "noise", "em_iterations", "self_transition", "bin_accuracy", "bin_accuracy_usable", "recall_loss", "precision_loss",
            "recall_gain", "precision_gain", "recall_normal", "breakpoints_true", "breakpoints_found",
-           "breakpoint_error_median_bp", "breakpoint_error_p90_bp", "breakpoints_called_per_sample", "qc_pass",
+           "breakpoint_error_median_bp", "breakpoint_error_p90_bp", "breakpoints_called_per_sample", "breakpoint_precision", "qc_pass",
            "means", "seconds"]
 
 
@@ -45,10 +46,40 @@ def cohort_median_expected(store) -> np.ndarray:
     return (m[:, None] * profile[None, :]).astype(np.float32)
 
 
-def run_one(params_path: Path, out: Path, expected: np.ndarray, em: int, label: str, noise: str) -> dict:
+def noise_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
+    """The noise estimates of :func:`segment.noise_sd` against the scatter of true CN-1 bins.
+
+    Per sample: the robust sd (1.4826 × MAD) of the copy ratio over usable bins whose
+    true CN is 1, the "level" and "diff" estimates, and the lag-1 correlation of
+    neighbouring true-CN-1 bins; the table gives medians over samples.
+    """
+    params = load_params(params_path, overrides={"out_dir": str(run_dir)})
+    store = open_store(params.store_path, check_values=False)
+    ratios = np.load(run_dir / "copy_ratios.npy").astype(np.float64)
+    mask = np.isnan(ratios)
+    truth = pd.read_csv(segment.truth_path(params), sep="\t", dtype={"sample_id": str})
+    cn1 = (segment.truth_cn_per_bin(truth, store.bins, store.sample_ids) == 1) & ~mask
+    robust, lag1 = [], []
+    for r, ok in zip(ratios, cn1):
+        v = r[ok]
+        robust.append(1.4826 * np.median(np.abs(v - np.median(v))))
+        pair = ok[1:] & ok[:-1]
+        lag1.append(np.corrcoef(r[1:][pair], r[:-1][pair])[0, 1])
+    return pd.DataFrame({"median over samples": {
+        "robust sd of true CN-1 bins": float(np.median(robust)),
+        "noise_sd level (default)": float(np.median(segment.noise_sd(ratios, mask, "level"))),
+        "noise_sd diff": float(np.median(segment.noise_sd(ratios, mask, "diff"))),
+        "lag-1 correlation of CN-1 bins": float(np.nanmedian(lag1)),
+    }})
+
+
+def run_one(params_path: Path, out: Path, expected: np.ndarray, em: int, label: str, noise: str,
+            self_transition: float | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_npy(out / "reconstructions.npy", expected)
     overrides = {"out_dir": str(out), "hmm_em_iterations": em}
+    if self_transition is not None:
+        overrides["hmm_self_transition"] = self_transition
     params = load_params(params_path, overrides=overrides)
     t0 = time.perf_counter()
     result = segment.segment_cohort(params, noise_method=noise)
@@ -57,7 +88,7 @@ def run_one(params_path: Path, out: Path, expected: np.ndarray, em: int, label: 
     if table is None:
         raise SystemExit(f"{params_path}: no truth/segments.tsv (not a simulated tier?)")
     row = table.loc["all samples"].to_dict()
-    row.update(expected_depth=label, noise=noise, em_iterations=em, qc_pass=int(result.qc["qc_pass"].sum()),
+    row.update(expected_depth=label, noise=noise, em_iterations=em, self_transition=params.hmm_self_transition, qc_pass=int(result.qc["qc_pass"].sum()),
                means=" ".join(f"{m:.3f}" for m in result.means), seconds=round(seconds, 1))
     return row
 
@@ -69,6 +100,8 @@ def main(argv=None) -> pd.DataFrame:
     ap.add_argument("--work", type=Path, required=True, help="scratch folder for the runs")
     ap.add_argument("--em", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--noise", nargs="+", default=["level", "diff"], help="noise estimates to compare (noise_sd)")
+    ap.add_argument("--self-transition", type=float, nargs="*", default=[],
+                    help="also run these hmm_self_transition values (first noise estimate, first EM setting)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the cohort-median expected depth")
     args = ap.parse_args(argv)
 
@@ -84,9 +117,15 @@ def main(argv=None) -> pd.DataFrame:
     for noise in args.noise:
         for em in args.em:
             show(run_one(args.params, args.work / f"vae_{noise}_em{em}", recon, em, "VAE reconstruction", noise))
+    for p_stay in args.self_transition:
+        show(run_one(args.params, args.work / f"vae_stay{p_stay}", recon, args.em[0], "VAE reconstruction",
+                     args.noise[0], p_stay))
     if not args.no_baseline:
         naive = cohort_median_expected(open_store(base.store_path))
         show(run_one(args.params, args.work / "median", naive, args.em[0], "cohort median profile", args.noise[0]))
+    noise = noise_check(args.params, args.work / f"vae_{args.noise[0]}_em{args.em[0]}")
+    print("\n" + noise.round(4).to_string())
+    write_tsv(args.work / "noise_check.tsv", noise, index=True)
     frame = pd.DataFrame(rows)[COLUMNS]
     write_tsv(args.work / "segment_accuracy.tsv", frame)
     print(f"\nwritten: {args.work / 'segment_accuracy.tsv'}")

@@ -267,7 +267,8 @@ def segmentation_accuracy(states: np.ndarray, mask: np.ndarray, truth_cn: np.nda
     and ``precision_by_class`` for loss (true CN < 1), normal (CN 1) and gain (CN > 1)
     on usable bins; ``breakpoints_true``, ``breakpoints_found`` (within ``max_distance_bins``),
     ``breakpoint_error_median_bp`` and ``breakpoint_error_p90_bp`` (distance from each found
-    true breakpoint to the nearest called one) and ``breakpoints_called_per_sample``.
+    true breakpoint to the nearest called one), ``breakpoints_called_per_sample`` and
+    ``breakpoint_precision`` (fraction of called breakpoints within ``max_distance_bins`` of a true one).
     """
     states = np.asarray(states)
     usable = ~np.asarray(mask, bool)
@@ -287,6 +288,16 @@ def segmentation_accuracy(states: np.ndarray, mask: np.ndarray, truth_cn: np.nda
     new_chain = contig_starts(bins)[1:]
     true_bp = (target[:, 1:] != target[:, :-1]) & ~new_chain
     call_bp = (states[:, 1:] != states[:, :-1]) & ~new_chain
+    # called breakpoints with a true one within max_distance_bins (over-segmentation shows here)
+    near_true = 0
+    for i in np.flatnonzero(call_bp.any(1)):
+        true_pos = np.flatnonzero(true_bp[i])
+        if true_pos.size:
+            called_pos = np.flatnonzero(call_bp[i])
+            j = np.clip(np.searchsorted(true_pos, called_pos), 1, true_pos.size) - 1
+            d = np.minimum(np.abs(true_pos[j] - called_pos),
+                           np.abs(true_pos[np.minimum(j + 1, true_pos.size - 1)] - called_pos))
+            near_true += int((d <= max_distance_bins).sum())
     distances = []
     for i in np.flatnonzero(true_bp.any(1)):
         called_pos = np.flatnonzero(call_bp[i])
@@ -312,6 +323,7 @@ def segmentation_accuracy(states: np.ndarray, mask: np.ndarray, truth_cn: np.nda
         "breakpoint_error_median_bp": float(np.median(found) * bin_bp) if found.size else float("nan"),
         "breakpoint_error_p90_bp": float(np.percentile(found, 90) * bin_bp) if found.size else float("nan"),
         "breakpoints_called_per_sample": float(call_bp.sum() / states.shape[0]),
+        "breakpoint_precision": float(near_true / call_bp.sum()) if call_bp.any() else float("nan"),
     }
 
 

@@ -202,7 +202,7 @@ def test_truth_and_accuracy(cohort, result):
     mask = np.isnan(result.load("copy_ratios"))
     perfect = S.segmentation_accuracy(S.nearest_state(truth_cn), mask, truth_cn, cohort["bins"])
     assert perfect["bin_accuracy"] == 1.0 and perfect["breakpoints_found"] == perfect["breakpoints_true"] == 6
-    assert perfect["breakpoint_error_median_bp"] == 0.0
+    assert perfect["breakpoint_error_median_bp"] == 0.0 and perfect["breakpoint_precision"] == 1.0
     assert perfect["recall_by_class"] == {"loss": 1.0, "normal": 1.0, "gain": 1.0}
     called = S.segmentation_accuracy(result.load("states")[[0, 1, 2]], mask[[0, 1, 2]], truth_cn[[0, 1, 2]],
                                      cohort["bins"])

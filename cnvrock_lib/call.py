@@ -339,9 +339,7 @@ def bootstrap_crr(gene_ratios: np.ndarray, gene_counts: np.ndarray, weights: np.
     counts = np.where(usable, counts, 0.0)
     extra = np.asarray(dispersion, dtype=np.float64) - 1.0       # gamma variance per unit mean
 
-    flank_rep = bootstrap_median(flank_ratios, n_replicates, rng)
     _, is_local = flank_baseline(flank_ratios)
-    flank_rep[~is_local] = 1.0
     out = np.empty((n, n_replicates), dtype=np.float32)
     step = max(1, max_elements // max(1, n_replicates * max(g, 1)))
     for lo in range(0, n, step):
@@ -357,7 +355,9 @@ def bootstrap_crr(gene_ratios: np.ndarray, gene_counts: np.ndarray, weights: np.
                 * e[gamma_rows]
         draws = rng.poisson(lam)
         gene_rep = np.einsum("srg,sg->sr", draws, per_read[sl], optimize=False) + fixed[sl][:, None]
-        rep = gene_rep / flank_rep[sl]
+        flank_rep = bootstrap_median(flank_ratios[sl], n_replicates, rng)
+        flank_rep[~is_local[sl]] = 1.0
+        rep = gene_rep / flank_rep
         rep[w_total[sl] <= 0] = np.nan
         out[sl] = rep
     return out
@@ -880,11 +880,15 @@ def call_plasmid_genes(params: Params, chrom_sample_ids: np.ndarray, chrom_media
     status = np.where(~present, "no_plasmid_counts", np.where(low_depth, "low_depth", "ok"))
     callable_ = status == "ok"
 
+    # One pass over the plasmid store, aligned to the chromosome store's samples.
+    if present.all() and np.array_equal(rows, np.arange(store.n_samples)):
+        aligned = np.asarray(store.counts)
+    else:
+        aligned = np.zeros((n, store.n_bins), dtype=store.counts.dtype)
+        aligned[present] = np.asarray(store.counts)[rows[present]]
+
     def gather(cols: np.ndarray) -> np.ndarray:
-        out = np.zeros((n, cols.size), dtype=np.float64)
-        if present.any():
-            out[present] = np.asarray(store.counts[rows[present]][:, cols], dtype=np.float64)
-        return out
+        return np.asarray(aligned[:, cols], dtype=np.float64)
 
     member_counts = {g: gather(r.columns).sum(axis=1) for g, r in regions.items()}
     backbone = {}

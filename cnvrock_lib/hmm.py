@@ -351,6 +351,7 @@ def _decode_one(lp, log_start, stay, move, want_path, want_post, states_row, pos
     if want_path:
         log_stay = np.log(stay)
         log_move = np.log(move)
+        stay_wins = log_stay >= log_move
         for j in range(k):
             lattice[0, j] = log_start[j] + lp[0, j]
         for t in range(1, t_len):
@@ -361,10 +362,15 @@ def _decode_one(lp, log_start, stay, move, want_path, want_post, states_row, pos
                 if prev[i] > prev[i1]:
                     i1 = i
             i2 = 1 if i1 == 0 else 0
-            for i in range(k):
-                if i != i1 and prev[i] > prev[i2]:
-                    i2 = i
+            if not stay_wins:  # the runner-up is needed only when staying can lose to moving
+                for i in range(k):
+                    if i != i1 and prev[i] > prev[i2]:
+                        i2 = i
             for j in range(k):
+                if stay_wins and j == i1:  # stay >= move from any other state
+                    lattice[t, j] = prev[j] + log_stay + lp[t, j]
+                    back[t, j] = j
+                    continue
                 other = i2 if j == i1 else i1
                 v_stay = prev[j] + log_stay
                 v_move = prev[other] + log_move

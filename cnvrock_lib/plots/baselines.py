@@ -76,7 +76,8 @@ def accuracy_overview(pool: pd.DataFrame) -> Figure:
         ax.set_title(f"blaSHV amplification, {'hard cohort' if hard else 'normal cohorts'} "
                      f"(hold-out, {n_pos} positives)", fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
-    axes[0].legend(fontsize=8, frameon=False, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, frameon=False, loc="lower center", ncol=3, bbox_to_anchor=(0.3, -0.04))
     if fam.empty:
         axes[2].set_axis_off()
     else:

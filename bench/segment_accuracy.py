@@ -87,7 +87,7 @@ def run_one(params_path: Path, out: Path, expected: np.ndarray, em: int, label: 
     table = segment.accuracy_against_truth(params, result)
     if table is None:
         raise SystemExit(f"{params_path}: no truth/segments.tsv (not a simulated tier?)")
-    row = table.loc["all samples"].to_dict()
+    row = table["all samples"].to_dict()
     row.update(expected_depth=label, noise=noise, em_iterations=em, self_transition=params.hmm_self_transition, qc_pass=int(result.qc["qc_pass"].sum()),
                means=" ".join(f"{m:.3f}" for m in result.means), seconds=round(seconds, 1))
     return row

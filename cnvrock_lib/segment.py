@@ -503,24 +503,27 @@ def _cohort_em(model: GaussianHMM, ratios_all, sds, bins, params: Params, batch:
 def pick_examples(qc: pd.DataFrame, segments: pd.DataFrame, min_bins: int = 3) -> dict[str, str]:
     """Example samples for the report: ``amplified``, ``deleted``, ``normal``, ``failed_qc``.
 
-    Amplified: the QC-passing sample with the most bins in CN ≥ 2 segments of at least
-    ``min_bins`` bins; deleted: the most bins in CN-0 segments; normal: the QC-passing sample
-    with the highest CN-1 fraction; failed QC: the lowest CN-1 fraction among failures. A role
-    with no candidate is left out.
+    Amplified: the QC-passing sample with the longest CN ≥ 2 segment (at least ``min_bins``
+    bins, mean ratio ≥ 1.75), ties broken by lower noise; deleted: the longest CN-0 segment;
+    normal: the QC-passing sample with the highest CN-1 fraction; failed QC: the lowest CN-1
+    fraction among failures. A role with no candidate is left out.
     """
+    noise = qc.set_index("sample_id")["noise_sd"]
     passing = set(qc.loc[qc["qc_pass"], "sample_id"])
     out: dict[str, str] = {}
     long = segments[(segments["n_bins"] >= min_bins) & segments["sample_id"].isin(passing)]
-    for role, sel in (("amplified", long["cn"] >= 2), ("deleted", long["cn"] == 0)):
-        bins = long[sel].groupby("sample_id")["n_bins"].sum()
-        if len(bins):
-            out[role] = str(bins.idxmax())
+    for role, sel in (("amplified", (long["cn"] >= 2) & (long["mean_ratio"] >= 1.75)), ("deleted", long["cn"] == 0)):
+        cand = long[sel].assign(noise=lambda f: f["sample_id"].map(noise))
+        cand = cand[~cand["sample_id"].isin(out.values())]
+        if len(cand):
+            best = cand.sort_values(["n_bins", "noise"], ascending=[False, True], kind="stable")
+            out[role] = str(best["sample_id"].iloc[0])
     ok = qc[qc["qc_pass"] & ~qc["sample_id"].isin(out.values())]
     if len(ok):
-        out["normal"] = str(ok.sort_values("cn1_fraction", ascending=False)["sample_id"].iloc[0])
+        out["normal"] = str(ok.sort_values("cn1_fraction", ascending=False, kind="stable")["sample_id"].iloc[0])
     bad = qc[~qc["qc_pass"]]
     if len(bad):
-        out["failed_qc"] = str(bad.sort_values("cn1_fraction")["sample_id"].iloc[0])
+        out["failed_qc"] = str(bad.sort_values("cn1_fraction", kind="stable")["sample_id"].iloc[0])
     return out
 
 
@@ -637,7 +640,7 @@ def accuracy_against_truth(params: Params, result: SegmentResult) -> pd.DataFram
         flat.update({f"recall_{k}": v for k, v in acc["recall_by_class"].items()})
         flat.update({f"precision_{k}": v for k, v in acc["precision_by_class"].items()})
         rows[name] = flat
-    return pd.DataFrame(rows).T
+    return pd.DataFrame(rows)  # metrics as rows, sample sets as columns
 
 
 def cohort_occupancy(result: SegmentResult, chunk: int = 1024) -> pd.DataFrame:

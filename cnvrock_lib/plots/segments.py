@@ -117,6 +117,7 @@ def state_occupancy(occupancy: pd.DataFrame) -> Figure:
     axes[1].boxplot(data, showfliers=True, flierprops={"markersize": 2})
     axes[1].set_xticks(range(1, len(data) + 1), [c for c in cols if c != "CN 1"])
     axes[1].set_yscale("symlog", linthresh=1e-3)
+    axes[1].set_ylim(bottom=0)
     axes[1].set_ylabel("fraction of the sample's usable bins")
     axes[1].set_title("per sample, states other than CN 1")
     fig.tight_layout()

@@ -1,16 +1,19 @@
 """The ``cnvrock`` command: a thin layer over the library.
 
-Exit codes: 0 success, 1 unexpected error, 2 bad params or input, 3 a stage
-failed, 4 out_dir locked by another run, 130 interrupted.
+Exit codes: 0 success, 1 unexpected error, 2 bad params or input (or an output
+location that cannot be written), 3 a stage failed, 4 out_dir locked by another
+run, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). See docs/RELIABILITY.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from .errors import CnvrockError
+from .errors import CnvrockError, Terminated
 
 
 def _cmd_run(args) -> int:
@@ -105,7 +108,8 @@ def _cmd_build_store(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnvrock", description="CNVRock: dosage of AMR genes in Klebsiella pneumoniae from short-read depth.",
-        epilog="Exit codes: 0 ok, 1 unexpected error, 2 bad params or input, 3 stage failed, 4 out_dir locked.")
+        epilog="Exit codes: 0 ok, 1 unexpected error, 2 bad params, input or unwritable output, 3 stage failed, "
+               "4 out_dir locked, 130 interrupted, 143 terminated (SIGTERM).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a tier's notebooks (01 train, 02 segment, 03 call, 04 evaluate)")
@@ -168,9 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_terminated(signum, frame):
+    raise Terminated("terminated by SIGTERM (Slurm pre-emption, time limit or kill); files written so far "
+                     "are complete; rerun the same command to continue")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM unwinds like Ctrl-C: temporary files removed, locks released, a one-line message
+        old_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.func(args)
     except CnvrockError as exc:
@@ -179,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cnvrock {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
 
 
 if __name__ == "__main__":

@@ -247,6 +247,16 @@ def resolve_params(raw: dict[str, Any], base_dir: Path, where: str = "params",
         sim["data_dir"] = str((base_dir / data_dir).resolve() if not data_dir.is_absolute() else data_dir)
     if values["tier"] is None:
         values["tier"] = Path(where).stem if where.endswith((".yaml", ".yml")) else "custom"
+    if values["pcn_absent_threshold"] >= values["pcn_amp_threshold"]:
+        raise ParamsError(f"{where}: key 'pcn_absent_threshold' = {values['pcn_absent_threshold']} must be below "
+                          f"'pcn_amp_threshold' = {values['pcn_amp_threshold']} (copies per chromosome); "
+                          f"otherwise no sample can be called present")
+    for key, spec in SCHEMA.items():
+        if spec.path == "out" and values[key] is not None and check_files:
+            blocker = next((q for q in (Path(values[key]), *Path(values[key]).parents) if q.exists()), None)
+            if blocker is not None and not blocker.is_dir():
+                raise ParamsError(f"{where}: key '{key}' = {values[key]} cannot be a folder: {blocker} is a file; "
+                                  f"expected a folder path")
     out = Path(values["out_dir"])
     for key in ("store_path", "plasmid_store_path"):
         store = values[key]

@@ -36,7 +36,12 @@ def prepare_params(params_path: str | Path) -> Params:
 def setup_notebook(params_path: str | Path, stage: str, show: bool = True) -> Params:
     """Load and validate params, write ``params.resolved.yaml``, and display the report header."""
     params = prepare_params(params_path)
-    params.out_path.mkdir(parents=True, exist_ok=True)
+    try:
+        params.out_path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from .atomic import output_error
+
+        raise output_error(params.out_path, exc) from None
     use_png_figures()
     write_resolved(params)
     if show:

@@ -4,7 +4,10 @@ Each stage is skipped when its manifest (params hash, notebook hash, input
 fingerprints) matches and its outputs exist; ``force`` re-runs. A lock file
 keeps two runs from writing one ``out_dir``. A failing stage raises
 :class:`~cnvrock_lib.errors.StageError` naming the stage and the failing cell,
-after saving the failed notebook and its HTML.
+after saving the failed notebook and its HTML. Inputs are checked before any
+notebook starts (:func:`preflight`); SIGTERM (Slurm pre-emption or time limit)
+is passed on to the running notebook, which stops cleanly, and the run ends
+with :class:`~cnvrock_lib.errors.Terminated`.
 """
 
 from __future__ import annotations
@@ -14,15 +17,17 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from . import __version__
-from .atomic import write_json, write_text
-from .errors import LockedError, ParamsError, StageError
+from .atomic import is_output_fault, output_error, write_json, write_text
+from .errors import CnvrockError, LockedError, OutputError, ParamsError, StageError, Terminated
 from .params import Params
 from .report import prepare_params
 
@@ -108,9 +113,12 @@ def is_up_to_date(params: Params, stage: Stage) -> bool:
 @contextlib.contextmanager
 def out_dir_lock(out_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``out_dir`` for this process; refuse if another run holds it."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     lock_path = out_dir / ".cnvrock.lock"
-    handle = open(lock_path, "a+")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")
+    except OSError as exc:
+        raise output_error(lock_path, exc) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -119,15 +127,125 @@ def out_dir_lock(out_dir: Path) -> Iterator[None]:
         handle.close()
         raise LockedError(f"out_dir {out_dir} is in use by another CNVRock run ({holder}); "
                           f"wait for it to finish or choose another out_dir") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()} on {os.uname().nodename} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    handle.flush()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {os.uname().nodename} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+    except OSError as exc:
+        handle.close()
+        raise output_error(lock_path, exc) from None
     try:
         yield
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+STALE_PATTERNS = (".*.tmp*", ".*.old")  # leftovers of atomic writes cut short by SIGKILL
+
+
+def sweep_stale(out_dir: Path) -> list[Path]:
+    """Remove temporary files a killed run left in ``out_dir`` (call only under :func:`out_dir_lock`).
+
+    Atomic writes leave hidden ``.<name>.<random>.tmp*`` siblings when the process
+    is killed mid-write; they never look complete, but they take space. Returns what was removed.
+    """
+    import shutil
+
+    removed = []
+    for folder in (out_dir, out_dir / "notebooks", out_dir / "manifests"):
+        if not folder.is_dir():
+            continue
+        for pattern in STALE_PATTERNS:
+            for path in folder.glob(pattern):
+                if path.name == ".cnvrock.lock":
+                    continue
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def preflight(params: Params, log: Callable[[str], None] | None = None) -> dict:
+    """Cheap checks of every input before any notebook starts (errors exit 2, not after hours of training).
+
+    Opens the stores (shapes, unique ids, sorted bins; values scanned only when they are
+    signed or float, as a uint32 store cannot hold a negative or NaN count), checks the gene panels against the stores' contigs and the ground
+    truth and metadata tables for their key columns, and reports how the chromosome and
+    plasmid stores' sample sets differ. Returns those counts.
+    """
+    from . import reference
+    from .store import open_store
+
+    log = log or (lambda msg: None)
+    chrom = open_store(params.store_path)
+    panel = reference.load_gene_panel(params.chrom_gene_coords_path, "chromosome")
+    panel.check_against(chrom.bins, str(params.chrom_gene_coords_path or "packaged chromosome panel"))
+    summary = {"chrom_samples": int(chrom.n_samples)}
+    if params.plasmid_store_path:
+        plasmid = open_store(params.plasmid_store_path)
+        if plasmid.layout == "bins":
+            reference.load_gene_panel(params.plasmid_gene_coords_path, "plasmid").check_against(
+                plasmid.bins, str(params.plasmid_gene_coords_path or "packaged plasmid panel"))
+        chrom_ids, plasmid_ids = set(chrom.sample_ids.tolist()), set(plasmid.sample_ids.tolist())
+        summary.update(plasmid_samples=len(plasmid_ids), no_plasmid_counts=len(chrom_ids - plasmid_ids),
+                       plasmid_only=len(plasmid_ids - chrom_ids))
+        if summary["no_plasmid_counts"] or summary["plasmid_only"]:
+            log(f"sample sets differ: {summary['no_plasmid_counts']} chromosome-store sample(s) are not in the "
+                f"plasmid store (plasmid calls -1, status no_plasmid_counts) and {summary['plasmid_only']} "
+                f"plasmid-store sample(s) are not in the chromosome store (not called)")
+    for key, what, columns in (("kpsc_gt_path", "AMRFinder ground truth", ["sample_id"]),
+                               ("kpsc_kleborate_gt_path", "Kleborate ground truth", ["sample_id"]),
+                               ("kpsc_meta_path", "metadata", ["sample_id", "Species", "ST"])):
+        if params[key]:
+            reference.read_tsv(params[key], columns, f"{what} ({key})")
+    return summary
+
+
+def _child_pids() -> list[int]:
+    """Process ids of this process's children (the notebook kernel); Linux /proc, [] elsewhere."""
+    me, pids = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == me:
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+@contextlib.contextmanager
+def sigterm_forwarded() -> Iterator[dict]:
+    """Note SIGTERM and pass it on to the notebook kernel instead of dying at once.
+
+    Slurm signals every process of a job; ``kill PID`` signals only the runner. Either
+    way the kernel gets one SIGTERM: training then finishes its batch, keeps the last
+    completed epoch in ``checkpoint_last.pth`` and stops. Yields ``{"signal": None | int}``.
+    """
+    state: dict = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handle(signum, frame):
+        if state["signal"] is None:
+            state["signal"] = signum
+            for pid in _child_pids():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signum)
+
+    old = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _terminated(stage: Stage, during: bool) -> Terminated:
+    resume = (" Stage 01 keeps the last completed epoch in checkpoint_last.pth and resumes from it."
+              if stage.key == "01" else "")
+    when = f"stopped by SIGTERM during stage {stage.key} ({stage.notebook})" if during else \
+        f"stopped by SIGTERM before stage {stage.key}"
+    return Terminated(f"{when} (Slurm pre-emption, time limit or kill); every artefact written so far is "
+                      f"complete; rerun the same command to continue.{resume}")
 
 
 def report_dir_for(params: Params) -> Path:
@@ -149,14 +267,16 @@ def render_html(notebook: Path, html_path: Path, show_code: bool = False) -> Pat
     return html_path
 
 
-def _execute(stage: Stage, params: Params, executed: Path, log: Callable[[str], None]) -> None:
+def _execute(stage: Stage, params: Params, running: Path, executed: Path, log: Callable[[str], None]) -> None:
+    """Run the stage's notebook with papermill, saving into ``running``; errors name ``executed``."""
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     os.environ.setdefault("CNVROCK_BATCH", "1")  # one log line per epoch, no progress bars
     try:
         pm.execute_notebook(
-            str(NOTEBOOK_DIR / stage.notebook), str(executed),
+            str(NOTEBOOK_DIR / stage.notebook), str(running),
             parameters={"params_path": str(params.source)},
             cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
             log_output=False, request_save_on_cell_execute=True,
@@ -166,6 +286,28 @@ def _execute(stage: Stage, params: Params, executed: Path, log: Callable[[str], 
             f"stage {stage.key} ({stage.notebook}) failed in cell {exc.exec_count} (index {exc.cell_index}): "
             f"{exc.ename}: {exc.evalue}\n  executed notebook: {executed}"
         ) from None
+    except DeadKernelError:
+        raise StageError(f"stage {stage.key} ({stage.notebook}): the notebook kernel died (killed by a signal "
+                         f"or the out-of-memory killer?); see the executed notebook {executed} and the job's "
+                         f"memory limit") from None
+    except OSError as exc:  # papermill writes the executed notebook itself
+        if is_output_fault(exc, running.parent):
+            raise output_error(executed, exc) from None
+        raise
+
+
+def _finish_notebook(running: Path, executed: Path, html: Path, show_code: bool, failed: bool,
+                     log: Callable[[str], None]) -> None:
+    """Move the executed notebook into place and render its HTML; a failure here never hides the stage's own."""
+    try:
+        if running.exists():
+            os.replace(running, executed)
+        if executed.exists():
+            render_html(executed, html, show_code)
+    except (OSError, CnvrockError, ValueError) as exc:  # ValueError: nbformat on a truncated notebook
+        if not failed:
+            raise output_error(html, exc) if isinstance(exc, OSError) else exc
+        log(f"could not keep the executed notebook or its HTML ({type(exc).__name__}: {exc})")
 
 
 def run_tier(params_path: str | Path, stages: list[str] | None = None, force: bool = False,
@@ -185,12 +327,19 @@ def run_tier(params_path: str | Path, stages: list[str] | None = None, force: bo
     if unknown:
         raise ParamsError(f"unknown stage(s) {unknown}; stages are {[s.key for s in STAGES]}")
     params = prepare_params(params_path)
+    preflight(params, log)
     reports = report_dir_for(params)
     outcomes: list[StageOutcome] = []
-    with out_dir_lock(params.out_path):
+    with out_dir_lock(params.out_path), sigterm_forwarded() as sigterm:
+        stale = sweep_stale(params.out_path)
+        if stale:
+            log(f"removed {len(stale)} temporary file(s) left by an interrupted run: "
+                f"{', '.join(p.name for p in stale[:3])}{' ...' if len(stale) > 3 else ''}")
         for stage in STAGES:
             if stage.key not in wanted:
                 continue
+            if sigterm["signal"] is not None:
+                raise _terminated(stage, during=False)
             notebook = NOTEBOOK_DIR / stage.notebook
             if not notebook.is_file():
                 log(f"stage {stage.key}: {stage.notebook} is not available in this version; stopping here")
@@ -208,12 +357,23 @@ def run_tier(params_path: str | Path, stages: list[str] | None = None, force: bo
             _manifest_path(params, stage).unlink(missing_ok=True)
             log(f"stage {stage.key}: running {stage.notebook} (tier {params.tier}) ...")
             started = time.time()
-            executed.parent.mkdir(parents=True, exist_ok=True)
+            # papermill saves after every cell; under a hidden name until the stage ends
+            running = executed.with_name(f".{executed.name}.running.tmp.ipynb")
             try:
-                _execute(stage, params, executed, log)
-            finally:
-                if executed.exists():
-                    render_html(executed, html, show_code)
+                executed.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise output_error(executed, exc) from None
+            try:
+                _execute(stage, params, running, executed, log)
+            except OutputError:
+                running.unlink(missing_ok=True)  # possibly truncated: not worth keeping
+                raise
+            except Exception:
+                _finish_notebook(running, executed, html, show_code, True, log)
+                if sigterm["signal"] is not None:
+                    raise _terminated(stage, during=True) from None
+                raise
+            _finish_notebook(running, executed, html, show_code, False, log)
             seconds = time.time() - started
             write_json(_manifest_path(params, stage), {"manifest": stage_manifest(params, stage),
                                                        "seconds": round(seconds, 2),

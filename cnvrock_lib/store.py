@@ -105,11 +105,22 @@ def detect_layout(bins: np.ndarray, bin_size: int = BIN_SIZE) -> str:
     return "bins" if bool(np.all(on_grid & (full | last_of_contig))) else "genes"
 
 
+DEPTH_UNITS = ("mean_depth", "approx_read_starts_from_depth")  # store.json "unit" of mosdepth stores
+
+
+def holds_depth(provenance: dict | None) -> bool:
+    """True when ``store.json`` says the values are mosdepth mean depth (fractions allowed), not read counts."""
+    prov = provenance or {}
+    return prov.get("unit") in DEPTH_UNITS or prov.get("method") == "mosdepth"
+
+
 def validate(path: Path, counts: np.ndarray, sample_ids: np.ndarray, bins: np.ndarray,
-             check_values: bool = True) -> None:
+             check_values: bool = True, provenance: dict | None = None) -> None:
     """Check shapes, unique ids, sorted non-overlapping bins, non-negative finite counts.
 
-    Raises StoreError naming the store, file and offending index.
+    Float counts must be whole numbers (read counts saved as float) unless
+    ``provenance`` (``store.json``) declares mosdepth mean depth. Raises
+    StoreError naming the store, file and offending index.
     """
     if counts.ndim != 2:
         raise StoreError(f"store {path}: counts.npy must be 2-D (samples x bins), got shape {counts.shape}")
@@ -145,6 +156,7 @@ def validate(path: Path, counts: np.ndarray, sample_ids: np.ndarray, bins: np.nd
     if not check_values:
         return
     kind = counts.dtype.kind
+    depth = holds_depth(provenance)
     if kind not in "uif":
         raise StoreError(f"store {path}: counts.npy has dtype {counts.dtype}; expected integer read counts")
     step = max(1, 1 << 24 // max(1, counts.shape[1]))  # about 16M values per chunk
@@ -156,6 +168,15 @@ def validate(path: Path, counts: np.ndarray, sample_ids: np.ndarray, bins: np.nd
                 r, c = lo + int(bad_rows[0]), int(bad_cols[0])
                 raise StoreError(f"store {path}: counts.npy has a non-finite value at sample {r} "
                                  f"({ids[r]}), bin {c}")
+            if not depth:
+                bad_rows, bad_cols = np.nonzero(block != np.floor(block))
+                if bad_rows.size:
+                    r, c = lo + int(bad_rows[0]), int(bad_cols[0])
+                    raise StoreError(
+                        f"store {path}: counts.npy holds fractional values (sample {r} ({ids[r]}), bin {c}: "
+                        f"{block[bad_rows[0], c]}); expected whole read counts. A mosdepth mean-depth store "
+                        f"must say so in store.json (\"unit\": \"mean_depth\"; `cnvrock build-store --method "
+                        f"mosdepth` writes it)")
         if kind != "u":
             bad_rows, bad_cols = np.nonzero(block < 0)
             if bad_rows.size:
@@ -179,13 +200,15 @@ def open_store(path: str | Path, allow_pickle: bool = False, check_values: bool 
     counts = _load(path, "counts.npy", allow_pickle=False, mmap=True)
     sample_ids = np.asarray(_load(path, "sample_ids.npy", allow_pickle)).astype(str)
     bins = _as_bins(_load(path, "contigs.npy", allow_pickle), path)
-    validate(path, counts, sample_ids, bins, check_values=check_values)
     provenance = {}
     if (path / "store.json").is_file():
         try:
             provenance = json.loads((path / "store.json").read_text())
         except json.JSONDecodeError as exc:
             raise StoreError(f"store {path}: store.json is not valid JSON: {exc}") from None
+        if not isinstance(provenance, dict):
+            raise StoreError(f"store {path}: store.json must hold a JSON object, found {type(provenance).__name__}")
+    validate(path, counts, sample_ids, bins, check_values=check_values, provenance=provenance)
     return NpyStore(path, counts, sample_ids, bins, provenance, layout=detect_layout(bins))
 
 
@@ -200,7 +223,7 @@ def write_store(path: str | Path, counts: np.ndarray, sample_ids, bins: np.ndarr
         raise StoreError(f"store {path} already exists; refusing to overwrite an existing store")
     sample_ids = np.asarray(sample_ids).astype(str)
     bins = np.asarray(bins).astype(BIN_DTYPE)
-    validate(path, counts, sample_ids, bins)
+    validate(path, counts, sample_ids, bins, provenance=provenance)
     prov = dict(provenance or {})
     prov.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     prov.setdefault("n_samples", int(counts.shape[0]))

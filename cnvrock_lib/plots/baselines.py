@@ -7,6 +7,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+
+def _plain_log_x(ax, values) -> None:
+    """Log x axis ticked at the measured values, written as plain numbers (1,000 not 10^3)."""
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(set(float(v) for v in values)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def stage_costs(speed: pd.DataFrame, stages) -> Figure:
@@ -20,7 +29,7 @@ def stage_costs(speed: pd.DataFrame, stages) -> Figure:
         axes[0].plot(frame["n_samples"], frame[f"{stage}_s"], marker="o", label=stage)
         axes[1].plot(frame["n_samples"], frame[f"{stage}_peak_mb"], marker="o", label=stage)
     for ax, ylabel in zip(axes, ("wall time (s)", "peak resident memory (MB)")):
-        ax.set_xscale("log")
+        _plain_log_x(ax, frame["n_samples"])
         ax.set_yscale("log")
         ax.set_xlabel("samples")
         ax.set_ylabel(ylabel)
@@ -41,7 +50,7 @@ def hmm_scaling(over_samples: pd.DataFrame, over_bins: pd.DataFrame) -> Figure:
         f = frame.sort_values(x)
         ax.plot(f[x], f["ours_s"], marker="o", label="CNVRock batched HMM")
         ax.plot(f[x], f["hmmlearn_s"], marker="s", label="hmmlearn per sample")
-        ax.set_xscale("log")
+        _plain_log_x(ax, f[x])
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("seconds (Viterbi + posteriors)")

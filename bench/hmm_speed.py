@@ -51,9 +51,9 @@ def simulate_ratios(n: int, t: int, seed: int) -> tuple[np.ndarray, np.ndarray, 
     return x, sd, mask
 
 
-def time_ours(x, sd, mask, batch_size: int, repeats: int) -> tuple[float, float]:
+def time_ours(x, sd, mask, batch_size: int, repeats: int, dtype) -> tuple[float, float]:
     """Best wall time of ``repeats`` runs and the CPU time (all threads) of that run, seconds."""
-    model = GaussianHMM(CN_STATES, 0.8, batch_size=batch_size)
+    model = GaussianHMM(CN_STATES, 0.8, batch_size=batch_size, dtype=dtype)
     model.decode(x[:2, :100], sd[:2], mask[:2, :100])  # compile / warm up outside the timing
     best, cpu = np.inf, np.inf
     for _ in range(repeats):
@@ -85,9 +85,9 @@ def time_hmmlearn(x, sd, mask, n: int):
     return time.perf_counter() - t0, time.process_time() - c0, paths, posts
 
 
-def compare(x, sd, mask, paths, posts) -> tuple[int, float]:
+def compare(x, sd, mask, paths, posts, dtype) -> tuple[int, float]:
     """Our decode of the same usable bins (hmmlearn cannot skip a bin, so both see the bins compressed)."""
-    model = GaussianHMM(CN_STATES, 0.8)
+    model = GaussianHMM(CN_STATES, 0.8, dtype=dtype)
     identical, max_diff = 0, 0.0
     for i, (path, post) in enumerate(zip(paths, posts)):
         obs = x[i, ~mask[i]][None, :]
@@ -104,6 +104,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--hmmlearn-max", type=int, default=1000, help="hmmlearn is timed on at most this many samples")
     ap.add_argument("--batch-size", type=int, default=512, help="samples per HMM batch (params: hmm_batch_size)")
     ap.add_argument("--repeats", type=int, default=2, help="our timing: best of this many runs")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                    help="our posteriors' precision (stage 02 uses float32; paths are the same)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
@@ -116,14 +118,14 @@ def main(argv=None) -> dict:
     rows = []
     for n in args.samples:
         x, sd, mask = simulate_ratios(n, args.bins, args.seed)
-        ours_s, ours_cpu = time_ours(x, sd, mask, args.batch_size, args.repeats)
+        ours_s, ours_cpu = time_ours(x, sd, mask, args.batch_size, args.repeats, args.dtype)
         m = min(n, args.hmmlearn_max)
         load = os.getloadavg()[0]
         ref_s, ref_cpu, paths, posts = time_hmmlearn(x, sd, mask, m)
         per_sample = ref_s / m
         ref_total = per_sample * n
-        identical, max_diff = compare(x, sd, mask, paths, posts)
-        row = {"n_samples": n, "n_bins": args.bins, "ours_s": round(ours_s, 3),
+        identical, max_diff = compare(x, sd, mask, paths, posts, args.dtype)
+        row = {"n_samples": n, "n_bins": args.bins, "dtype": args.dtype, "ours_s": round(ours_s, 3),
                "hmmlearn_timed_samples": m, "hmmlearn_timed_s": round(ref_s, 3),
                "hmmlearn_ms_per_sample": round(per_sample * 1e3, 3),
                "hmmlearn_s": round(ref_total, 2), "hmmlearn_extrapolated": m < n,

@@ -73,6 +73,16 @@ def noise_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
     }})
 
 
+def confusion_of(params_path: Path, run_dir: Path) -> pd.DataFrame:
+    """:func:`segment.state_confusion` of one run's states against the truth."""
+    params = load_params(params_path, overrides={"out_dir": str(run_dir)})
+    store = open_store(params.store_path, check_values=False)
+    truth = pd.read_csv(segment.truth_path(params), sep="\t", dtype={"sample_id": str})
+    mask = np.isnan(np.load(run_dir / "copy_ratios.npy"))
+    truth_cn = segment.truth_cn_per_bin(truth, store.bins, store.sample_ids)
+    return segment.state_confusion(np.load(run_dir / "states.npy"), mask, truth_cn)
+
+
 def run_one(params_path: Path, out: Path, expected: np.ndarray, em: int, label: str, noise: str,
             self_transition: float | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
@@ -123,7 +133,11 @@ def main(argv=None) -> pd.DataFrame:
     if not args.no_baseline:
         naive = cohort_median_expected(open_store(base.store_path))
         show(run_one(args.params, args.work / "median", naive, args.em[0], "cohort median profile", args.noise[0]))
-    noise = noise_check(args.params, args.work / f"vae_{args.noise[0]}_em{args.em[0]}")
+    first = args.work / f"vae_{args.noise[0]}_em{args.em[0]}"
+    confusion = confusion_of(args.params, first)
+    print("\n" + confusion.round(4).to_string())
+    write_tsv(args.work / "state_confusion.tsv", confusion, index=True)
+    noise = noise_check(args.params, first)
     print("\n" + noise.round(4).to_string())
     write_tsv(args.work / "noise_check.tsv", noise, index=True)
     frame = pd.DataFrame(rows)[COLUMNS]

@@ -190,7 +190,7 @@ def segments_from_states(states: np.ndarray, posteriors: np.ndarray, ratios: np.
     return frame
 
 
-def _hmm_for(params: Params, means=CN_STATES, dtype=np.float64) -> GaussianHMM:
+def _hmm_for(params: Params, means=CN_STATES, dtype=np.float32) -> GaussianHMM:
     return GaussianHMM(means, params.hmm_self_transition, dtype=dtype, device=params.device,
                        batch_size=params.hmm_batch_size)
 
@@ -325,6 +325,23 @@ def segmentation_accuracy(states: np.ndarray, mask: np.ndarray, truth_cn: np.nda
         "breakpoints_called_per_sample": float(call_bp.sum() / states.shape[0]),
         "breakpoint_precision": float(near_true / call_bp.sum()) if call_bp.any() else float("nan"),
     }
+
+
+def state_confusion(states: np.ndarray, mask: np.ndarray, truth_cn: np.ndarray, cn_values=CN_STATES) -> pd.DataFrame:
+    """Usable bins by true state (rows: nearest state to the true CN) and called state (columns).
+
+    Each row is normalised to sum to 1; the ``bins`` column holds the row's count.
+    """
+    usable = ~np.asarray(mask, bool)
+    true = nearest_state(truth_cn, cn_values)[usable].astype(np.int64)
+    called = np.asarray(states)[usable].astype(np.int64)
+    k = len(cn_values)
+    counts = np.bincount(true * k + called, minlength=k * k).reshape(k, k).astype(float)
+    names = [f"CN {c:g}" for c in cn_values]
+    frame = pd.DataFrame(counts / np.maximum(counts.sum(1, keepdims=True), 1), index=[f"true {n}" for n in names],
+                         columns=[f"called {n}" for n in names])
+    frame["bins"] = counts.sum(1).astype(np.int64)
+    return frame[frame["bins"] > 0]
 
 
 # ---------------------------------------------------------------------- the stage

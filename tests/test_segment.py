@@ -209,6 +209,11 @@ def test_truth_and_accuracy(cohort, result):
     assert called["bin_accuracy"] > 0.99 and called["breakpoints_found"] == 6
     assert called["breakpoint_error_p90_bp"] <= 2000
     assert S.nearest_state(np.array([0.2, 0.7, 1.2, 2.6, 7.0])).tolist() == [CN0, 1, CN1, CN3, CN3]
+    conf = S.state_confusion(S.nearest_state(truth_cn), mask, truth_cn)
+    assert list(conf.index) == ["true CN 0", "true CN 1", "true CN 2", "true CN 3"]
+    assert np.allclose(np.diag(conf.drop(columns="bins")[["called CN 0", "called CN 1", "called CN 2",
+                                                           "called CN 3"]].to_numpy()), 1.0)
+    assert conf["bins"].sum() == (~mask).sum()
 
 
 def test_state_occupancy_counts_usable_bins():

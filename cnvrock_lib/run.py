@@ -84,14 +84,23 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def library_sha() -> str:
+    """Hash of the library's source files: a code change makes every stage out of date."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def stage_manifest(params: Params, stage: Stage) -> dict:
-    """The manifest that decides whether ``stage`` is up to date: params, notebook, inputs."""
+    """The manifest that decides whether ``stage`` is up to date: params, notebook, library code, inputs."""
     out = params.out_path
     inputs = {key: _fingerprint(Path(params[key])) for key in INPUT_KEYS if params[key]}
     upstream = {name: _fingerprint(out / name) for name in stage.reads}
     notebook = NOTEBOOK_DIR / stage.notebook
     return {"stage": stage.key, "params_hash": params.hash(), "notebook_sha": _sha(notebook),
-            "cnvrock": __version__, "inputs": inputs, "upstream": upstream}
+            "cnvrock": __version__, "library_sha": library_sha(), "inputs": inputs, "upstream": upstream}
 
 
 def _manifest_path(params: Params, stage: Stage) -> Path:

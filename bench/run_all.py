@@ -549,6 +549,20 @@ def write_doc(results: dict, scores: pd.DataFrame | None, doc: Path, img: Path, 
                   "a whole epoch, from `train_summary.json`) includes data handling beside the steps.", ""]
     if scores is not None and len(scores):
         L += accuracy_section(results, scores, img, figs)
+    L += ["## Rerunning", "",
+          "```",
+          "pip install -e '.[bench]'                 # hmmlearn + CNVkit (benchmark-only extra)",
+          "python bench/run_all.py --quick          # small cohorts, 1-epoch scale points, few CNVkit samples",
+          f"python bench/run_all.py                  # default: {MODES['default']['acc_samples']}-sample cohorts, "
+          f"{MODES['default']['acc_epochs']} epochs, demo tier on its own schedule",
+          f"python bench/run_all.py --full           # scale up to {MODES['full']['speed_tiers'][-1][1]:,} samples, "
+          f"{len(MODES['full']['seeds'])} seeds, {MODES['full']['acc_samples']:,}-sample cohorts",
+          "python bench/run_all.py --resume ...     # keep the finished parts of <workdir>/results.json",
+          "python bench/run_all.py --doc-only       # rewrite this page from <workdir>/results.json",
+          "```", "",
+          "On a GPU node the training stage uses CUDA automatically (`device: auto`) and the hardware line at the "
+          "top names the GPU. The settings of each mode are the `MODES` table at the top of `bench/run_all.py`; "
+          "`--set '{\"seeds\": [42]}'` overrides single settings.", ""]
     doc.parent.mkdir(parents=True, exist_ok=True)
     write_text(doc, "\n".join(L).rstrip() + "\n")
     results["figures"] = figs

@@ -30,7 +30,6 @@ import pandas as pd
 from . import call
 from .errors import InputError
 from .hmm import CN_STATES, GaussianHMM, uniform_transmat
-from .reference import BIN_SIZE
 from .segment import contig_starts, copy_ratios, noise_sd
 
 ORIGINAL_HMM_MEANS = (0.0, 1.0, 1.5, 2.5, 3.5, 5.0)

@@ -210,10 +210,12 @@ class BatchedHMM:
         mask = np.zeros((n, t), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
         if mask.shape != (n, t):
             raise InputError(f"hmm: mask shape {mask.shape} does not match x shape {x.shape}")
-        bad = ~np.isfinite(x) & ~mask
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            raise InputError(f"hmm: x is not finite at sample {r}, bin {c} and that bin is not masked")
+        for lo in range(0, n, 256):  # in blocks: the temporaries of a whole cohort are large
+            bad = ~np.isfinite(x[lo:lo + 256])
+            bad &= ~mask[lo:lo + 256]
+            if bad.any():
+                r, c = np.argwhere(bad)[0]
+                raise InputError(f"hmm: x is not finite at sample {lo + r}, bin {c} and that bin is not masked")
         return x, sd, mask
 
     def _decode_batch(self, x, sd, mask, states, post, loglik, want: int) -> None:
@@ -238,7 +240,7 @@ class BatchedHMM:
         st = states if states is not None else np.zeros((n, 0), np.int8)
         if post is None:
             return st, np.zeros((n, 0, 1), np.float64)
-        pp = post if post.dtype == np.float64 else np.zeros(post.shape, np.float64)
+        pp = post if post.dtype == np.float64 else np.empty(post.shape, np.float64)  # fully written
         return st, pp if pp.ndim == 3 else pp[:, :, None]
 
     @staticmethod

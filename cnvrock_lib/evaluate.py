@@ -207,8 +207,12 @@ def value_percentiles(values) -> dict[str, float]:
 # --------------------------------------------------------------------------
 # inputs
 
-def _parse_numbers(frame: pd.DataFrame, column: str, path, what: str, allow_missing_code: bool = True) -> pd.Series:
-    """Text column -> float (NaN = missing); non-numeric or negative values raise InputError."""
+def _parse_numbers(frame: pd.DataFrame, column: str, path, what: str, allow_missing_code: bool = True,
+                   kind: str = "number") -> pd.Series:
+    """Text column -> float (NaN = missing); non-numeric or negative values raise InputError.
+
+    ``kind`` ``"presence"`` also requires 0 or 1; ``"count"`` requires whole numbers (copies).
+    """
     raw = frame[column].astype(str).str.strip()
     missing = raw.str.lower().isin(MISSING_TOKENS)
     numbers = pd.to_numeric(raw.where(~missing), errors="coerce")
@@ -224,6 +228,16 @@ def _parse_numbers(frame: pd.DataFrame, column: str, path, what: str, allow_miss
         i = int(np.flatnonzero(negative.to_numpy())[0])
         raise InputError(f"{what} {path}: column {column!r}, sample {frame['sample_id'].iloc[i]!r} has "
                          f"value {raw.iloc[i]!r}; expected a non-negative number (or empty/-1 for missing)")
+    if kind == "presence":
+        wrong, expected = ~numbers.isna() & ~numbers.isin([0, 1]), "0 or 1 (family presence) or empty/-1 for missing"
+    elif kind == "count":
+        wrong, expected = ~numbers.isna() & (numbers != np.round(numbers)), "a whole copy count or empty/-1 for missing"
+    else:
+        wrong, expected = pd.Series(False, index=numbers.index), ""
+    if wrong.any():
+        i = int(np.flatnonzero(wrong.to_numpy())[0])
+        raise InputError(f"{what} {path}: column {column!r}, sample {frame['sample_id'].iloc[i]!r} has "
+                         f"value {raw.iloc[i]!r}; expected {expected}")
     return numbers.astype(np.float64)
 
 
@@ -264,7 +278,8 @@ def load_ground_truth(gt_path: str | Path | None, kleborate_path: str | Path | N
         gt = read_tsv(gt_path, ["sample_id"], "AMRFinder ground truth")
         _check_unique_ids(gt, gt_path, "AMRFinder ground truth")
         genes = [c for c in gt.columns if c not in ("sample_id", "biosample")]
-        values = pd.DataFrame({g: _parse_numbers(gt, g, gt_path, "AMRFinder ground truth") for g in genes})
+        values = pd.DataFrame({g: _parse_numbers(gt, g, gt_path, "AMRFinder ground truth", kind="presence")
+                               for g in genes})
         values.index = pd.Index(gt["sample_id"], name="sample_id")
         tables.append(values)
         modes.update({g: "presence" for g in genes})
@@ -274,7 +289,7 @@ def load_ground_truth(gt_path: str | Path | None, kleborate_path: str | Path | N
         _check_unique_ids(kl, kleborate_path, "Kleborate ground truth")
         genes = [g for g in count_genes if g in kl.columns]
         if genes:
-            values = pd.DataFrame({g: _parse_numbers(kl, g, kleborate_path, "Kleborate ground truth")
+            values = pd.DataFrame({g: _parse_numbers(kl, g, kleborate_path, "Kleborate ground truth", kind="count")
                                    for g in genes})
             values.index = pd.Index(kl["sample_id"], name="sample_id")
             if tables:

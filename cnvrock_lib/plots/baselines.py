@@ -83,7 +83,7 @@ def accuracy_overview(pool: pd.DataFrame) -> Figure:
         ax.set_xlim(-0.05, 1.05)
         n_pos = int(d["n_pos"].max())
         ax.set_title(f"blaSHV amplification, {'hard cohort' if hard else 'normal cohorts'} "
-                     f"(hold-out, {n_pos} positives)", fontsize=9)
+                     f"(hold-out, up to {n_pos} positives)", fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, frameon=False, loc="lower center", ncol=3, bbox_to_anchor=(0.3, -0.04))

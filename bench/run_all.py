@@ -480,7 +480,9 @@ def write_doc(results: dict, scores: pd.DataFrame | None, doc: Path, img: Path, 
               "to the epochs shown (`epochs` override; the demo tier uses its own schedule when `epochs` is "
               "the demo's); `s/epoch` is the median epoch time of the training log, and `150-epoch projection` "
               "= s/epoch × 150 (the seed schedule; early stopping usually ends sooner), a derived figure, "
-              "not a measurement.", ""]
+              "not a measurement. Each stage's time includes starting Python, importing torch/numba and "
+              "numba's JIT compilation of the HMM kernel (tens of seconds on this loaded machine), which dominate "
+              "the small tiers.", ""]
         sp["train_projection_min"] = sp["seconds_per_epoch"] * 150 / 60
         cols = {"tier": "tier", "n_samples": "samples", "epochs_run": "epochs run"}
         for s in STAGES:
@@ -644,7 +646,53 @@ def accuracy_section(results: dict, scores: pd.DataFrame, img: Path, figs: list)
         if errs:
             L += [f"CNVkit failed on {', '.join(errs)}: `{next(iter(errs.values()))}`", ""]
     L += verdict(pool)
+    L += speed_verdict(results)
     return L
+
+
+def _steps_projection(results: dict):
+    """(threads, minutes) of the most-threaded CPU row of train_throughput.py's table, or None."""
+    text = (results.get("train_throughput") or {}).get("text", "")
+    rows = re.findall(r"\| CPU, (\d+) thread\(s\) \| [\d.]+ \| [\d.]+ \| ([\d.]+) min", text)
+    return max(((int(t), float(m)) for t, m in rows), default=None)
+
+
+def speed_verdict(results: dict) -> list[str]:
+    """Speed lines of the closing note, from the measured tables."""
+    L = []
+    comp = results.get("components") or {}
+    rows = (comp.get("hmm_samples") or []) + (comp.get("hmm_bins") or [])
+    if rows:
+        sp = [r["speedup"] for r in rows]
+        same = all(r["paths_identical"].split("/")[0] == r["paths_identical"].split("/")[1] for r in rows)
+        L.append(f"- **HMM speed**: the batched HMM is {min(sp):.1f}–{max(sp):.1f}× faster than hmmlearn per "
+                 f"sample over the sizes above, with {'identical' if same else 'NOT always identical'} Viterbi paths.")
+    tim = results.get("accuracy_timings") or {}
+    per = {k: [] for k in ("segment", "cnvkit_haar", "cnvkit_hmm", "hmmlearn_raw")}
+    n_acc = results["settings"]["acc_samples"]
+    for t in tim.values():
+        for k in per:
+            n = t.get(f"{k}_samples", n_acc)
+            if k in t and n:
+                per[k].append(t[k] / n)
+    if per["segment"] and per["cnvkit_haar"]:
+        L.append("- **Segmentation cost per sample** (accuracy runs, median over cohorts): CNVRock's whole stage 02 "
+                 f"{np.median(per['segment']) * 1e3:.0f} ms (Viterbi, posteriors, segments, QC), hmmlearn on raw ratios "
+                 f"(Viterbi only) "
+                 f"{np.median(per['hmmlearn_raw']) * 1e3:.0f} ms, CNVkit haar {np.median(per['cnvkit_haar']):.2f} s"
+                 + (f", CNVkit hmm {np.median(per['cnvkit_hmm']):.1f} s" if per["cnvkit_hmm"] else "") + ".")
+    speed = results.get("speed") or []
+    big = max(speed, key=lambda r: r["n_samples"]) if speed else None
+    if big:
+        L.append(f"- **Training is where CNVRock is slow on this machine**: {big['seconds_per_epoch']:.0f} s per epoch "
+                 f"for {big['n_samples']:,} samples ({big['train_samples_per_s']:.0f} training samples/s end to end), "
+                 f"i.e. about {big['seconds_per_epoch'] * 150 / 60:.0f} min for 150 epochs on 2 shared CPU cores, "
+                 "against the original's quoted ~4 min on an A40 GPU (different hardware; no GPU here to compare). "
+                 f"That epoch time comes from a {big['epochs_run']}-epoch run on a loaded machine and includes "
+                 "per-epoch work beside the training steps (validation, data handling)"
+                 + (f"; the steps alone (`bench/train_throughput.py`, CPU, {steps[0]} threads) project "
+                    f"{steps[1]:.1f} min" if (steps := _steps_projection(results)) else "") + ".")
+    return L + [""] if L else L
 
 
 def short_gene_note() -> str:

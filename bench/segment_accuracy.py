@@ -83,6 +83,20 @@ def confusion_of(params_path: Path, run_dir: Path) -> pd.DataFrame:
     return segment.state_confusion(np.load(run_dir / "states.npy"), mask, truth_cn)
 
 
+def qc_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
+    """``sample_qc.tsv`` of one run against the simulator's ``low_quality`` flag (truth/samples.tsv)."""
+    params = load_params(params_path, overrides={"out_dir": str(run_dir)})
+    truth = pd.read_csv(segment.truth_path(params).parent / "samples.tsv", sep="\t", dtype={"sample_id": str})
+    qc = pd.read_csv(run_dir / "sample_qc.tsv", sep="\t", dtype={"sample_id": str})
+    both = truth[["sample_id", "low_quality"]].merge(qc, on="sample_id")
+    both["low_quality"] = both["low_quality"].astype(str).str.lower() == "true"
+    out = both.groupby("low_quality").agg(samples=("sample_id", "size"), qc_pass=("qc_pass", "sum"),
+                                          noise_sd_min=("noise_sd", "min"), noise_sd_median=("noise_sd", "median"),
+                                          noise_sd_max=("noise_sd", "max"))
+    out.index = out.index.map({False: "simulated normal quality", True: "simulated low quality"})
+    return out
+
+
 def run_one(params_path: Path, out: Path, expected: np.ndarray, em: int, label: str, noise: str,
             self_transition: float | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
@@ -137,6 +151,9 @@ def main(argv=None) -> pd.DataFrame:
     confusion = confusion_of(args.params, first)
     print("\n" + confusion.round(4).to_string())
     write_tsv(args.work / "state_confusion.tsv", confusion, index=True)
+    qc = qc_check(args.params, first)
+    print("\n" + qc.round(3).to_string())
+    write_tsv(args.work / "qc_check.tsv", qc, index=True)
     noise = noise_check(args.params, first)
     print("\n" + noise.round(4).to_string())
     write_tsv(args.work / "noise_check.tsv", noise, index=True)

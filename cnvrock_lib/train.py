@@ -28,7 +28,7 @@ import torch
 
 from . import normalise
 from .atomic import atomic_path, save_npy, write_json, write_tsv
-from .errors import InputError, StageError
+from .errors import InputError, StageError, Terminated
 from .model import ConvVAE, ModelConfig, vae_loss
 from .params import Params
 from .store import open_store
@@ -45,10 +45,8 @@ CHECKPOINT_LAST = "checkpoint_last.pth"
 INFER_BATCH = 512  # samples per inference batch (memory, not results, depends on it)
 
 
-class TrainingInterrupted(StageError):
-    """Training stopped on SIGTERM (e.g. Slurm pre-emption); ``checkpoint_last.pth`` allows resuming."""
-
-    exit_code = 143  # 128 + SIGTERM, what a scheduler expects from a terminated job
+class TrainingInterrupted(Terminated):
+    """Training stopped on SIGTERM (e.g. Slurm pre-emption); ``checkpoint_last.pth`` allows resuming (exit 143)."""
 
 
 @dataclass

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -272,8 +273,21 @@ def render_html(notebook: Path, html_path: Path, show_code: bool = False) -> Pat
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
-    write_text(html_path, body)
+    write_text(html_path, strip_remote_scripts(body))
     return html_path
+
+
+_REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>", re.IGNORECASE)
+
+
+def strip_remote_scripts(html_text: str) -> str:
+    """Drop ``<script src="https://...">`` tags (nbconvert's CDN require.js and MathJax).
+
+    Reports hold no widgets or maths, and cluster nodes and browsers on closed
+    networks cannot reach a CDN: without them a report is self-contained and
+    opens offline without failed requests.
+    """
+    return _REMOTE_SCRIPT.sub("", html_text)
 
 
 def _execute(stage: Stage, params: Params, running: Path, executed: Path, log: Callable[[str], None]) -> None:
@@ -379,6 +393,7 @@ def run_tier(params_path: str | Path, stages: list[str] | None = None, force: bo
                 raise
             except Exception:
                 _finish_notebook(running, executed, html, show_code, True, log)
+                sweep_stale(params.out_path)  # a killed kernel cannot remove its own temp files
                 if sigterm["signal"] is not None:
                     raise _terminated(stage, during=True) from None
                 raise

@@ -133,7 +133,9 @@ class ConvVAE(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         mu, logvar = self.encode(x)
         if self.training:
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            # Draw on the generator's device (a seeded CPU generator also serves a CUDA model).
+            draw_on = generator.device if generator is not None else mu.device
+            eps = torch.randn(mu.shape, generator=generator, device=draw_on, dtype=mu.dtype).to(mu.device)
             z = mu + eps * torch.exp(0.5 * logvar)
         else:
             z = mu

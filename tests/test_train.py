@@ -289,10 +289,10 @@ def test_report_helpers(trained):
     table = train.summary_table(result.summary)
     assert "38 train, 4 validation, 6 hold-out" in table.loc["samples", "value"]
     errors = train.reconstruction_error(params)
-    assert list(errors.columns) == ["sample_id", "split", "median_abs_log2", "max_excess_log2"]
+    assert list(errors.columns) == ["sample_id", "split", "median_abs_log2", "noise_sd", "excess_score"]
     assert len(errors) == N_SAMPLES and errors["median_abs_log2"].between(0, 1).all()
     # the synthetic amplicon (4x at bins 300-309) is the strongest local excess, and is not reproduced
-    amplified = errors["max_excess_log2"].idxmax()
+    amplified = errors["excess_score"].idxmax()
     counts = np.asarray(store.open_store(params.store_path).counts[amplified], dtype=float)
     assert counts[300:310].mean() > 3 * np.median(counts[320:400])
     tracks = train.example_tracks(params, errors)

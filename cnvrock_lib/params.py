@@ -104,7 +104,7 @@ SCHEMA: dict[str, Key] = {
     "aux_n_blocks": Key(64, int, _pos, "a positive integer (regional blocks)"),
     "conv_channels": Key([16, 32, 64], list, lambda x: len(x) == 3 and all(isinstance(v, int) and v > 0 for v in x), "three positive integers"),
     "conv_kernels": Key([9, 9, 9], list, lambda x: len(x) == 3 and all(isinstance(v, int) and v > 0 for v in x), "three positive integers"),
-    # [8, 4, 4]: same validation MSE as [4, 4, 4] (0.0206 vs 0.0203) at ~8x the CPU throughput (docs/training.md)
+    # [8, 4, 4]: about the validation MSE of [4, 4, 4] at ~1.8x its CPU training throughput (docs/training.md)
     "conv_strides": Key([8, 4, 4], list, lambda x: len(x) == 3 and all(isinstance(v, int) and v > 0 for v in x), "three positive integers"),
     "grad_clip": Key(5.0, NUM, _pos, "> 0 (gradient norm)"),
     "num_threads": Key(0, int, _nonneg, ">= 0 (0 = all cores)"),

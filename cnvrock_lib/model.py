@@ -39,7 +39,7 @@ class ModelConfig:
     latent_dim: int = 10
     channels: tuple[int, int, int] = (16, 32, 64)
     kernels: tuple[int, int, int] = (9, 9, 9)
-    strides: tuple[int, int, int] = (4, 4, 4)
+    strides: tuple[int, int, int] = (8, 4, 4)
     aux_n_blocks: int = 0
 
     def to_dict(self) -> dict:

@@ -2,7 +2,7 @@
 
 Usage: python bench/simulate_speed.py [--n-samples 5000] [--seed 42] [--hard]
                                       [--workdir /tmp/cnvrock_bench_sim] [--repeat-check 200]
-                                      [--properties] [--figures docs/img]
+                                      [--properties] [--figures docs/img] [--write-docs]
 
 Times ``simulate_cohort`` end to end (world, per-sample draws, counts, files), and
 the counting step alone, then prints samples per second. ``--repeat-check N``
@@ -10,7 +10,8 @@ simulates N samples twice and once with another seed and reports whether the
 files are identical (they must be for the same seed). ``--properties`` prints
 ``measure_properties`` of the timed cohort as a Markdown table (the table in
 docs/simulation.md comes from this). ``--figures DIR`` renders the sim_*.png
-figures of the docs from the timed cohort.
+figures of the docs from the timed cohort. ``--write-docs`` also writes the speed
+and property tables between their BEGIN/END markers in docs/simulation.md.
 """
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ from pathlib import Path
 import numpy as np
 
 from cnvrock_lib import simulate as S
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "simulation.md"
+
+
+def write_doc_block(name: str, text: str, doc: Path = DOC) -> None:
+    """Replace what stands between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in ``doc``."""
+    body = doc.read_text()
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    if begin not in body or end not in body:
+        raise SystemExit(f"{doc}: markers {begin} / {end} not found")
+    head, rest = body.split(begin, 1)
+    doc.write_text(head + begin + "\n" + text.strip() + "\n" + end + rest.split(end, 1)[1])
 
 
 def _md_table(frame) -> str:
@@ -59,6 +72,7 @@ def main() -> None:
     ap.add_argument("--properties", action="store_true")
     ap.add_argument("--figures", default=None)
     ap.add_argument("--keep", action="store_true", help="keep the simulated cohort")
+    ap.add_argument("--write-docs", action="store_true", help="write the tables into docs/simulation.md")
     args = ap.parse_args()
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
@@ -83,21 +97,28 @@ def main() -> None:
     S.simulate_cohort(target, args.n_samples, args.seed, hard=args.hard, progress=False)
     t_total = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file()) / 1e6
-    print(f"\n{args.n_samples} samples x 5,334 + 2,031 bins (seed {args.seed}{', hard' if args.hard else ''})")
-    print("| step | seconds |\n|---|---|")
-    print(f"| build the world (cached per process) | {t_world:.2f} |")
-    print(f"| per-sample draws (draw_cohort) | {t_draw:.2f} |")
-    print(f"| read counts (simulate_counts) | {t_counts:.2f} |")
-    print(f"| simulate_cohort end to end (world cached; all files written) | {t_total:.2f} |")
-    print(f"\n{args.n_samples / t_total:.0f} samples/s end to end; {size:.0f} MB written")
+    load = os.getloadavg()[0]
+    speed = "\n".join([
+        f"Measured by `python bench/simulate_speed.py --n-samples {args.n_samples} --seed {args.seed}` "
+        f"({platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, load average {load:.2f} at the "
+        f"end of the timed run): {args.n_samples} samples x 5,334 + 2,031 bins.", "",
+        "| step | seconds |", "|---|---|",
+        f"| build the world (cached per process) | {t_world:.2f} |",
+        f"| per-sample draws (draw_cohort) | {t_draw:.2f} |",
+        f"| read counts (simulate_counts) | {t_counts:.2f} |",
+        f"| simulate_cohort end to end (world cached; all files written) | {t_total:.2f} |", "",
+        f"{args.n_samples / t_total:.0f} samples/s end to end; {size:.0f} MB written."])
+    print("\n" + speed)
 
     if args.repeat_check:
         a, b, c = (work / f"repeat_{k}" for k in "abc")
         S.simulate_cohort(a, args.repeat_check, args.seed, hard=args.hard, progress=False)
         S.simulate_cohort(b, args.repeat_check, args.seed, hard=args.hard, progress=False)
         S.simulate_cohort(c, args.repeat_check, args.seed + 1, hard=args.hard, progress=False)
-        print(f"\ndeterminism ({args.repeat_check} samples): same seed identical files: {_same_files(a, b)}; "
-              f"seed {args.seed + 1} identical to seed {args.seed}: {_same_files(a, c)}")
+        determinism = (f"Determinism ({args.repeat_check} samples): same seed identical files: "
+                       f"{_same_files(a, b)}; seed {args.seed + 1} identical to seed {args.seed}: {_same_files(a, c)}.")
+        print("\n" + determinism)
+        speed += "\n" + determinism
 
     if args.properties:
         t0 = time.perf_counter()
@@ -105,7 +126,14 @@ def main() -> None:
         print(f"\nmeasured back from the {args.n_samples}-sample cohort ({time.perf_counter() - t0:.1f} s); "
               f"{int(props['ok'].sum())}/{len(props)} within tolerance\n")
         props = props.assign(range=[f"{lo:g} to {hi:g}" for lo, hi in zip(props["low"], props["high"])])
-        print(_md_table(props[["property", "claim", "range", "measured", "ok"]]))
+        table = (f"Measured back from the {args.n_samples}-sample cohort (seed {args.seed}): "
+                 f"{int(props['ok'].sum())}/{len(props)} within tolerance.\n\n"
+                 + _md_table(props[["property", "claim", "range", "measured", "ok"]]))
+        print(table)
+        if args.write_docs:
+            write_doc_block("properties", table)
+    if args.write_docs:
+        write_doc_block("speed", speed)
 
     if args.figures:
         from cnvrock_lib.plots.simulation import render_doc_figures

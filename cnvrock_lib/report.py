@@ -43,10 +43,18 @@ def setup_notebook(params_path: str | Path, stage: str, show: bool = True) -> Pa
 
         raise output_error(params.out_path, exc) from None
     use_png_figures()
+    _table_display()
     write_resolved(params)
     if show:
         display_header(params, stage)
     return params
+
+
+def _table_display() -> None:
+    """Show report tables whole: no '...' in the cells of summary tables (pandas cuts at 50 characters)."""
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", 200)
 
 
 def use_png_figures(dpi: int = 90) -> None:

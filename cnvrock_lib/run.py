@@ -209,6 +209,12 @@ def preflight(params: Params, log: Callable[[str], None] | None = None) -> dict:
                                ("kpsc_meta_path", "metadata", ["sample_id", "Species", "ST"])):
         if params[key]:
             reference.read_tsv(params[key], columns, f"{what} ({key})")
+    if params.kpsc_gt_path or params.kpsc_kleborate_gt_path:
+        # Values too (0/1 presence, whole copy counts): a bad value must stop the run before
+        # training, not in stage 04 an hour later.
+        from . import evaluate
+
+        evaluate.load_ground_truth(params.kpsc_gt_path, params.kpsc_kleborate_gt_path)
     return summary
 
 
@@ -272,9 +278,34 @@ def render_html(notebook: Path, html_path: Path, show_code: bool = False) -> Pat
     exporter.exclude_input = not show_code
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    body, _ = exporter.from_notebook_node(drop_progress_logs(nbformat.read(notebook, as_version=4)))
     write_text(html_path, strip_remote_scripts(body))
     return html_path
+
+
+PROGRESS_PREFIX = "[cnvrock "
+
+
+def drop_progress_logs(nb):
+    """Remove the library's own progress lines (``[cnvrock ...]`` on stderr) from a notebook's outputs.
+
+    They are for the job log (the runner streams them there live) and stay in the
+    executed notebook; in the HTML report 80 epoch lines would bury the figures, and
+    ``training_log.tsv`` holds the same numbers. Other stderr text (warnings) is kept.
+    """
+    for cell in nb.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = [line for line in "".join(output.get("text", "")).splitlines(keepends=True)
+                         if not line.startswith(PROGRESS_PREFIX)]
+                if not "".join(lines).strip():
+                    continue
+                output["text"] = "".join(lines)
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    return nb
 
 
 _REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>", re.IGNORECASE)
@@ -303,6 +334,10 @@ def _execute(stage: Stage, params: Params, running: Path, executed: Path, log: C
             parameters={"params_path": str(params.source)},
             cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
             log_output=False, request_save_on_cell_execute=True,
+            stderr_file=sys.stderr,  # the kernel's progress lines reach the job log as they happen
+            # the kernel talks to papermill on localhost only: its start-up warning about
+            # unencrypted TCP would be printed once per stage into every job log
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except PapermillExecutionError as exc:
         raise StageError(

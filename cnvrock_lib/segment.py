@@ -16,6 +16,7 @@ benchmarks; :func:`segment_cohort` is the stage, reading the store and
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -426,6 +427,10 @@ def _prepare_batch(store, expected, rows: slice, threshold: float, noise_method:
     return ratios, mask, sd, depth
 
 
+def _stderr_log(msg: str) -> None:
+    print(f"[cnvrock segment] {msg}", file=sys.stderr, flush=True)
+
+
 def segment_cohort(params: Params, log=None, noise_method: str = "level") -> SegmentResult:
     """Stage 02: segment every sample of the store; write the stage-02 artefacts to ``out_dir``.
 
@@ -436,7 +441,7 @@ def segment_cohort(params: Params, log=None, noise_method: str = "level") -> Seg
     ``noise_method`` selects the noise estimate of :func:`noise_sd`.
     """
     t0 = time.perf_counter()
-    log = log or (lambda msg: None)
+    log = log or _stderr_log
     store = open_store(params.store_path)
     expected = load_expected(params, store)
     n, t = store.counts.shape

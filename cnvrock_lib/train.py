@@ -656,7 +656,7 @@ def summary_table(summary: dict) -> pd.DataFrame:
                   f"{model.get('strides')}, latent {model.get('latent_dim')}, {summary.get('n_parameters')} "
                   f"parameters; aux_loss {summary.get('aux_loss')}"),
     ]
-    return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
+    return pd.DataFrame(rows, columns=["item", "value"]).set_index("item").rename_axis(None)
 
 
 def reconstruction_error(params: Params, chunk: int = 256, window: int = 5) -> pd.DataFrame:

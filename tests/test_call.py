@@ -372,7 +372,7 @@ def test_driver_chromosomal_cases(cohort):
     assert _row(g, "kv", "geneS").status == "species_excluded"
     assert _row(g, "kv", "geneL").status == "ok"                # no species restriction for geneL
     nometa = _row(g, "nometa", "geneS")
-    assert nometa.status == "ok" and nometa.species == "" or pd.isna(nometa.species)
+    assert nometa.status == "ok" and (nometa.species == "" or pd.isna(nometa.species))
     masked = _row(g, "masked", "geneS")
     assert masked.status == "no_usable_bins" and masked.call == -1 and masked.n_usable_bins == 0
     assert _row(g, "lowdepth", "geneS").status == "qc_fail"
@@ -432,6 +432,13 @@ def test_thresholds_are_honoured(tmp_path):
     assert _row(result.gene_calls, "qcfail", "geneS").status == "ok"
     assert _row(result.plasmid_calls, "amp", "famA", "family").call == 1
     assert _row(result.plasmid_calls, "normal", "famA-2", "member").call == 0     # 2.0 < default 2.5
+
+
+def test_chromosomal_rule_keys_reach_the_rule(tmp_path):
+    """Every seed threshold key of the chromosomal rule is read from params, none keeps its default."""
+    params = build_cohort(tmp_path, cnv_crr_amp_threshold=2.5, cnv_crr_gate_threshold=3.5,
+                          cnv_crr_min_bins_fallback=7, cnv_min_gene_coverage_fraction=0.8)
+    assert call.ChromRule.from_params(params) == call.ChromRule(2.5, 3.5, 7, 0.8)
 
 
 def test_stale_or_missing_artefacts_are_named(tmp_path):

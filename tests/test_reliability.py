@@ -398,9 +398,10 @@ def test_gt_gene_column_absent_is_reported_not_scored(cohort):
 
 
 @pytest.mark.parametrize("value", ["2", "0.5", "yes"])
-def test_gt_presence_values_must_be_0_or_1(cohort, value):
+def test_gt_presence_values_must_be_0_or_1(cohort, value, cli_here):
     """Decision: AMRFinder columns hold 0/1 family presence (empty or -1 = missing); anything else is an error
-    naming file, column, sample and value — 2 or 0.5 are not silently read as present/absent."""
+    naming file, column, sample and value — 2 or 0.5 are not silently read as present/absent. The runner
+    checks the values before stage 01, not in stage 04 after training."""
     ids = cohort["ids"]
     fam = ["1" if i % 2 == 0 else "0" for i in range(len(ids))]
     fam[5] = value
@@ -409,6 +410,9 @@ def test_gt_presence_values_must_be_0_or_1(cohort, value):
 
     with pytest.raises(InputError, match=rf"{gt}: column 'famA', sample 'SRR005' has value '{value}'; expected"):
         evaluate.load_ground_truth(gt)
+    res = cli_here("run", str(cohort["tier"](kpsc_gt_path=str(gt))))
+    assert_one_line_error(res, 2, str(gt), f"column 'famA', sample 'SRR005' has value '{value}'")
+    assert not (cohort["root"] / "out" / "notebooks").exists()
 
 
 def test_kleborate_copy_count_must_be_a_whole_number(cohort):

@@ -113,3 +113,20 @@ def test_killed_stage_reruns_to_correct_artefacts(smoke_run, tmp_path):
     for name in ("latents.npy", "reconstructions.npy", "medians.npy"):
         np.testing.assert_array_equal(np.load(out / name), np.load(ref / name), err_msg=name)
     assert json.loads((out / "manifests" / "stage_01.json").read_text())["manifest"]["stage"] == "01"
+
+
+def test_missing_notebook_is_reported_not_available_never_faked(smoke_run, tmp_path, monkeypatch):
+    """A stage whose notebook does not exist in this version stops the chain with 'not available'."""
+    tier = _copy_tier(smoke_run, tmp_path)
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name in ("01_train_vae.ipynb", "03_call.ipynb"):  # 02 is missing: 03 must not run either
+        (notebooks / name).write_bytes((R.NOTEBOOK_DIR / name).read_bytes())
+    monkeypatch.setattr(R, "NOTEBOOK_DIR", notebooks)
+    outcomes = R.run_tier(tier, stages=["02", "03", "04"])
+    assert [(o.stage, o.status) for o in outcomes] == [("02", "not available")]
+    out = tmp_path / "results"
+    assert not (out / "segments.parquet").exists() and not (out / "gene_calls.tsv").exists()
+    assert not (out / "notebooks").exists()
+    tier_json = json.loads((tmp_path / "reports" / "smoke" / "tier.json").read_text())
+    assert tier_json["stages"] == {"02": "not available"}

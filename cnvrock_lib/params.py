@@ -69,49 +69,52 @@ SCHEMA: dict[str, Key] = {
     "kpsc_meta_path": Key(None, OPT_PATH, path="in", doc="metadata TSV (Species, ST)"),
     # --- plasmid genes ---
     "plasmid_gene_coords_path": Key(None, OPT_PATH, path="in", doc="plasmid gene panel; default packaged"),
-    "pcn_absent_threshold": Key(0.20, NUM, _nonneg, ">= 0 (copies per chromosome)"),
-    "pcn_amp_threshold": Key(1.50, NUM, _pos, "> 0 (copies per chromosome)"),
+    "pcn_absent_threshold": Key(0.20, NUM, _nonneg, ">= 0 (copies per chromosome)", doc="plasmid gene absent below this PCN unless the panel's absent_threshold column says otherwise"),
+    "pcn_amp_threshold": Key(1.50, NUM, _pos, "> 0 (copies per chromosome)", doc='plasmid gene amplified at or above this PCN'),
     # --- VAE ---
-    "latent_dim": Key(10, int, _pos, "a positive integer"),
-    "batch_size": Key(128, int, _pos, "a positive integer"),
-    "epochs": Key(150, int, _pos, "a positive integer"),
-    "lr": Key(1.0e-4, NUM, _pos, "> 0"),
-    "weight_decay": Key(1.0e-5, NUM, _nonneg, ">= 0"),
-    "max_beta": Key(1.0, NUM, _nonneg, ">= 0"),
-    "warmup_epochs": Key(20, int, _nonneg, ">= 0"),
-    "patience": Key(20, int, _pos, "a positive integer"),
+    "latent_dim": Key(10, int, _pos, "a positive integer", doc='VAE latent dimensions'),
+    "batch_size": Key(128, int, _pos, "a positive integer", doc='training batch (samples)'),
+    "epochs": Key(150, int, _pos, "a positive integer", doc='maximum training epochs'),
+    "lr": Key(1.0e-4, NUM, _pos, "> 0", doc='Adam learning rate'),
+    "weight_decay": Key(1.0e-5, NUM, _nonneg, ">= 0", doc='Adam weight decay'),
+    "max_beta": Key(1.0, NUM, _nonneg, ">= 0", doc='KL weight after its warm-up'),
+    "warmup_epochs": Key(20, int, _nonneg, ">= 0", doc='epochs over which the KL weight rises 0 -> max_beta'),
+    "patience": Key(20, int, _pos, "a positive integer", doc='early stopping: epochs without a better validation loss (after the warm-ups)'),
     # --- HMM ---
-    "hmm_n_states": Key(6, int, lambda x: x == 6, "6 (CN 0, 0.5, 1, 1.5, 2, 3)"),
-    "hmm_self_transition": Key(0.80, NUM, _open_frac, "strictly between 0 and 1"),
-    "hmm_low_cov_threshold": Key(10, NUM, _nonneg, ">= 0 (reads per bin)"),
+    "hmm_n_states": Key(6, int, lambda x: x == 6, "6 (CN 0, 0.5, 1, 1.5, 2, 3)", doc='HMM states (fixed by the CN set)'),
+    "hmm_self_transition": Key(0.80, NUM, _open_frac, "strictly between 0 and 1", doc='HMM probability of staying in a state from bin to bin'),
+    "hmm_low_cov_threshold": Key(10, NUM, _nonneg, ">= 0 (reads per bin)", doc='bins whose expected depth is below this are masked (missing emissions); also masked from the VAE loss'),
     # --- chromosomal caller ---
-    "cnv_min_cn1_proportion": Key(0.55, NUM, _frac, "between 0 and 1"),
-    "cnv_min_confidence": Key(0.50, NUM, _frac, "between 0 and 1"),
-    "cnv_flank_padding": Key(100000, int, _pos, "a positive integer (bp)"),
-    "cnv_crr_amp_threshold": Key(1.75, NUM, _pos, "> 0 (copy ratio)"),
-    "cnv_crr_gate_threshold": Key(1.75, NUM, _pos, "> 0 (copy ratio)"),
-    "cnv_crr_min_bins_fallback": Key(3, int, _pos, "a positive integer (bins)"),
-    "cnv_min_gene_coverage_fraction": Key(0.50, NUM, _frac, "between 0 and 1"),
-    "eval_min_group_n": Key(10, int, _pos, "a positive integer (samples)"),
+    "cnv_min_cn1_proportion": Key(0.55, NUM, _frac, "between 0 and 1", doc='sample QC: share of usable bins confidently in CN 1 needed to call a sample'),
+    "cnv_min_confidence": Key(0.50, NUM, _frac, "between 0 and 1", doc='posterior that counts as confident for the QC share'),
+    "cnv_flank_padding": Key(100000, int, _pos, "a positive integer (bp)", doc='local flank of a chromosomal gene: bins within this many bp, gene bins excluded'),
+    "cnv_crr_amp_threshold": Key(1.75, NUM, _pos, "> 0 (copy ratio)", doc='chromosomal gene amplified at or above this CRR'),
+    "cnv_crr_gate_threshold": Key(1.75, NUM, _pos, "> 0 (copy ratio)", doc='CRR needed beside HMM support for genes with enough bins'),
+    "cnv_crr_min_bins_fallback": Key(3, int, _pos, "a positive integer (bins)", doc='genes with at least this many usable bins also need HMM support to be amplified'),
+    "cnv_min_gene_coverage_fraction": Key(0.50, NUM, _frac, "between 0 and 1", doc='share of gene bins the HMM state must cover (gain or CN 0)'),
+    "eval_min_group_n": Key(10, int, _pos, "a positive integer (samples)", doc='stage 04 groups (ST) need this many evaluable samples'),
     # --- added by CNVRock (all optional) ---
     "tier": Key(None, OPT_PATH, doc="tier name; default: the YAML's file stem"),
-    "seed": Key(42, int, _nonneg, ">= 0"),
-    "device": Key("auto", str, lambda x: x in ("auto", "cpu", "cuda"), "one of auto, cpu, cuda"),
-    "val_fraction": Key(0.1, NUM, lambda x: 0 <= x < 0.9, "in [0, 0.9)"),
-    "aux_loss": Key("align", str, lambda x: x in ("align", "sin2", "none"), "one of align, sin2, none"),
-    "aux_weight": Key(1.0, NUM, _nonneg, ">= 0"),
-    "aux_warmup_epochs": Key(30, int, _nonneg, ">= 0"),
-    "aux_n_blocks": Key(64, int, _pos, "a positive integer (regional blocks)"),
-    "conv_channels": Key([16, 32, 64], list, lambda x: len(x) == 3 and all(isinstance(v, int) and v > 0 for v in x), "three positive integers"),
-    "conv_kernels": Key([9, 9, 9], list, lambda x: len(x) == 3 and all(isinstance(v, int) and v > 0 for v in x), "three positive integers"),
+    "seed": Key(42, int, _nonneg, ">= 0", doc='seed of every random draw (split, batches, bootstrap)'),
+    "device": Key("auto", str, lambda x: x in ("auto", "cpu", "cuda"), "one of auto, cpu, cuda", doc='torch device for training and the HMM'),
+    "val_fraction": Key(0.1, NUM, lambda x: 0 <= x < 0.9, "in [0, 0.9)", doc='share of non-hold-out samples used for validation (early stopping)'),
+    "aux_loss": Key("align", str, lambda x: x in ("align", "sin2", "none"), "one of align, sin2, none", doc="auxiliary loss: CNV-pattern alignment, the original's sin2 penalty, or none"),
+    "aux_weight": Key(1.0, NUM, _nonneg, ">= 0", doc='auxiliary loss weight after its warm-up'),
+    "aux_warmup_epochs": Key(30, int, _nonneg, ">= 0", doc='epochs over which the auxiliary weight rises'),
+    "aux_n_blocks": Key(64, int, _pos, "a positive integer (regional blocks)", doc='regional blocks of the alignment target'),
+    "conv_channels": Key([16, 32, 64], list, lambda x: len(x) == 3 and all(isinstance(v, int) and v > 0 for v in x), "three positive integers", doc='encoder channels of the three convolutions'),
+    "conv_kernels": Key([9, 9, 9], list, lambda x: len(x) == 3 and all(isinstance(v, int) and v > 0 for v in x), "three positive integers", doc='kernel sizes (bins) of the three convolutions'),
     # [8, 4, 4]: about the validation MSE of [4, 4, 4] at ~1.8x its CPU training throughput (docs/training.md)
-    "conv_strides": Key([8, 4, 4], list, lambda x: len(x) == 3 and all(isinstance(v, int) and v > 0 for v in x), "three positive integers"),
-    "grad_clip": Key(5.0, NUM, _pos, "> 0 (gradient norm)"),
-    "num_threads": Key(0, int, _nonneg, ">= 0 (0 = all cores)"),
-    "hmm_em_iterations": Key(0, int, _nonneg, ">= 0 (0 = fixed means)"),
-    "hmm_batch_size": Key(512, int, _pos, "a positive integer (samples per batch)"),
-    "bootstrap_replicates": Key(1000, int, _pos, "a positive integer"),
-    "pcn_threshold_method": Key("fixed", str, lambda x: x in ("fixed", "mixture"), "one of fixed, mixture"),
+    "conv_strides": Key([8, 4, 4], list, lambda x: len(x) == 3 and all(isinstance(v, int) and v > 0 for v in x), "three positive integers", doc='strides of the three convolutions'),
+    "grad_clip": Key(5.0, NUM, _pos, "> 0 (gradient norm)", doc='gradient-norm clip'),
+    # bp on each side of every chromosomal panel gene left out of the reconstruction loss, so the
+    # VAE cannot learn a common amplification of the gene as cohort structure (docs/training.md)
+    "vae_gene_mask_padding": Key(0, int, _nonneg, ">= 0 (bp; 0 = off)", doc='leave bins within this many bp of each chromosomal panel gene out of the VAE loss'),
+    "num_threads": Key(0, int, _nonneg, ">= 0 (0 = all cores)", doc='CPU threads for torch and the HMM kernel'),
+    "hmm_em_iterations": Key(0, int, _nonneg, ">= 0 (0 = fixed means)", doc='EM refinement of the state means and noise (0 = the fixed CN set)'),
+    "hmm_batch_size": Key(512, int, _pos, "a positive integer (samples per batch)", doc='samples decoded at a time (memory)'),
+    "bootstrap_replicates": Key(1000, int, _pos, "a positive integer", doc='replicates of the parametric bootstrap behind the 95 % intervals'),
+    "pcn_threshold_method": Key("fixed", str, lambda x: x in ("fixed", "mixture"), "one of fixed, mixture", doc='plasmid absent threshold: fixed (the original) or learned per family (mixture)'),
     "chrom_gene_coords_path": Key(None, OPT_PATH, path="in", doc="chromosomal gene panel; default packaged (blaSHV)"),
     "plasmid_gene_families_path": Key(None, OPT_PATH, path="in", doc="gene families; default packaged"),
     "eval_species": Key(
@@ -119,6 +122,7 @@ SCHEMA: dict[str, Key] = {
         dict,
         lambda x: all(isinstance(v, list) for v in x.values()),
         "a mapping gene -> list of species",
+        doc="per chromosomal gene, the species in which it is callable (others: species_excluded)",
     ),
     "holdout_ids_path": Key(None, OPT_PATH, path="in", doc="one sample_id per line"),
     "report_dir": Key(None, OPT_PATH, path="out", doc="default: <repo>/reports/<tier>"),
@@ -298,3 +302,26 @@ def write_resolved(params: Params) -> Path:
     target = params.out_path / "params.resolved.yaml"
     write_text(target, params.to_yaml())
     return target
+
+
+def reference_markdown() -> str:
+    """The params reference (docs/PARAMS.md): every key with its default, expectation and meaning."""
+    import json
+
+    def show(value: Any) -> str:
+        return "—" if value is None else f"`{json.dumps(value)}`"
+
+    lines = ["# Params reference", "",
+             "Generated from `cnvrock_lib.params.SCHEMA` by `python tools/make_params_doc.py`; a test keeps it",
+             "in step with the code. Keys above the line \"added by CNVRock\" are the original `config.yaml`",
+             "schema with its defaults; relative paths resolve against the YAML file's own directory.", "",
+             "| key | default | expected | meaning |", "|---|---|---|---|"]
+    for key, spec in SCHEMA.items():
+        if key == "tier":
+            lines.append("| *added by CNVRock* | | | |")
+        expect = spec.expect or ("an existing path" if spec.path == "in" else "a path" if spec.path else "")
+        lines.append(f"| `{key}` | {show(spec.default)} | {expect} | {spec.doc} |")
+    lines += ["", "Legacy keys of the original, accepted and reported in `params.resolved.yaml`:", "",
+              "| key | what happens |", "|---|---|"]
+    lines += [f"| `{key}` | {what} |" for key, what in LEGACY_KEYS.items()]
+    return "\n".join(lines) + "\n"

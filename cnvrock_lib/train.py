@@ -40,7 +40,8 @@ LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "recon", "kl", "aux", "beta", 
 # so a job may resume elsewhere.
 TRAIN_KEYS = ("architecture", "seed", "latent_dim", "batch_size", "epochs", "lr", "weight_decay", "max_beta",
               "warmup_epochs", "patience", "val_fraction", "aux_loss", "aux_weight", "aux_warmup_epochs",
-              "aux_n_blocks", "conv_channels", "conv_kernels", "conv_strides", "grad_clip", "hmm_low_cov_threshold")
+              "aux_n_blocks", "conv_channels", "conv_kernels", "conv_strides", "grad_clip", "hmm_low_cov_threshold",
+              "vae_gene_mask_padding", "chrom_gene_coords_path")
 CHECKPOINT = "checkpoint.pth"
 CHECKPOINT_LAST = "checkpoint_last.pth"
 INFER_BATCH = 512  # samples per inference batch (memory, not results, depends on it)
@@ -170,6 +171,17 @@ def usable_bins(x: np.ndarray, medians: np.ndarray, train_idx: np.ndarray, low_c
     m = medians[train_idx][:, None]
     cohort_median = _column_median(x, train_idx, lambda b: (np.exp2(b) - 1.0) * m)
     return cohort_median >= low_cov_threshold
+
+
+def gene_neighbourhood_bins(bins: np.ndarray, genes: pd.DataFrame, padding: int) -> np.ndarray:
+    """Bins overlapping any gene ± ``padding`` bp (bool, n_bins); all False when ``padding`` is 0."""
+    out = np.zeros(len(bins), dtype=bool)
+    if padding <= 0:
+        return out
+    for row in genes.itertuples():
+        on = bins["chrom"] == row.contig
+        out |= on & (bins["end"] >= int(row.start) - padding) & (bins["start"] <= int(row.end) + padding)
+    return out
 
 
 def block_assignment(n_bins: int, n_blocks: int) -> np.ndarray:
@@ -454,6 +466,11 @@ def train_vae(params: Params, progress: bool | None = None, log: Callable[[str],
                           params.val_fraction, params.seed)
     write_tsv(out / "split.tsv", pd.DataFrame({"sample_id": store.sample_ids, "split": split.labels(n_samples)}))
     usable = usable_bins(x_np, medians, split.train, params.hmm_low_cov_threshold)
+    if params.vae_gene_mask_padding > 0:
+        from .reference import load_gene_panel
+
+        genes = load_gene_panel(params.chrom_gene_coords_path, "chromosome").genes
+        usable &= ~gene_neighbourhood_bins(store.bins, genes, int(params.vae_gene_mask_padding))
     if not usable.any():
         raise InputError(f"store {store.path}: no bin has a median training count >= hmm_low_cov_threshold "
                          f"({params.hmm_low_cov_threshold} reads); nothing to learn from")

@@ -156,3 +156,13 @@ def test_tier_yamls_in_repo_parse():
     for t in tiers:
         prm = P.load_params(t, check_files=False)
         assert prm.tier == t.stem
+
+
+def test_params_reference_doc_is_current():
+    """docs/PARAMS.md lists every key with its default; regenerate with tools/make_params_doc.py."""
+    from cnvrock_lib.params import SCHEMA, reference_markdown
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "PARAMS.md").read_text()
+    assert doc == reference_markdown(), "docs/PARAMS.md is stale: run python tools/make_params_doc.py"
+    for key in SCHEMA:
+        assert f"| `{key}` |" in doc

@@ -307,3 +307,20 @@ def test_report_helpers(trained):
                 plots.latent_pca(*train.latent_pca_table(params))):
         assert len(fig.axes) >= 2
         matplotlib.pyplot.close(fig)
+
+
+def test_gene_neighbourhood_is_left_out_of_the_loss_when_asked(cohort, tmp_path):
+    """vae_gene_mask_padding: bins within ± padding of a panel gene carry no reconstruction loss."""
+    panel = tmp_path / "panel.tsv"
+    pd.DataFrame({"gene": ["g1"], "contig": ["chr"], "start": [300_401], "end": [301_300]}).to_csv(
+        panel, sep="\t", index=False)
+    bins = store.open_store(cohort / "store").bins
+    genes = reference.load_gene_panel(panel).genes
+    near = train.gene_neighbourhood_bins(bins, genes, 5_000)
+    assert np.flatnonzero(near).tolist() == list(range(295, 307))   # 295,401-306,300 bp, by overlap
+    assert not train.gene_neighbourhood_bins(bins, genes, 0).any()
+    plain = train.train_vae(make_params(cohort, tmp_path / "plain", epochs=1), progress=False, log=lambda m: None)
+    masked = train.train_vae(make_params(cohort, tmp_path / "masked", epochs=1, chrom_gene_coords_path=str(panel),
+                                         vae_gene_mask_padding=5_000), progress=False, log=lambda m: None)
+    assert masked.summary["n_masked_bins"] == plain.summary["n_masked_bins"] + 12
+    assert masked.summary["params_hash"] != plain.summary["params_hash"]

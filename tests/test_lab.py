@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -27,9 +28,13 @@ def lab_check():
     return lab_check
 
 
-def test_every_notebook_runs_top_to_bottom_in_jupyterlab(lab_check, smoke_run, tmp_path):
-    results = lab_check.check(lab_check.CHAIN, tmp_path / "lab", params=smoke_run["params_path"], timeout=300,
-                              log=lambda m: None)
+def test_every_notebook_runs_top_to_bottom_in_jupyterlab(lab_check, smoke_params_path, tmp_path):
+    # the smoke cohort's inputs, but an out_dir of its own: the session's smoke run stays untouched
+    raw = yaml.safe_load(Path(smoke_params_path).read_text())
+    raw.update(out_dir=str(tmp_path / "results"), report_dir=str(tmp_path / "reports" / "smoke"))
+    tier = tmp_path / "smoke.yaml"
+    tier.write_text(yaml.safe_dump(raw))
+    results = lab_check.check(lab_check.CHAIN, tmp_path / "lab", params=tier, timeout=300, log=lambda m: None)
     assert [Path(r.notebook).name for r in results] == lab_check.CHAIN
     for r in results:
         assert r.executed == r.code_cells and r.code_cells > 0, r

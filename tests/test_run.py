@@ -130,3 +130,23 @@ def test_missing_notebook_is_reported_not_available_never_faked(smoke_run, tmp_p
     assert not (out / "notebooks").exists()
     tier_json = json.loads((tmp_path / "reports" / "smoke" / "tier.json").read_text())
     assert tier_json["stages"] == {"02": "not available"}
+
+
+def test_progress_lines_stay_out_of_the_html_report(tmp_path):
+    """[cnvrock ...] progress lines belong to the job log; other stderr (warnings) stays in the report."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("train()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr",
+                                           text="[cnvrock train] epoch 1/80 train 1.0\n[cnvrock train] epoch 2/80\n"),
+                    nbformat.v4.new_output("stream", name="stderr",
+                                           text="[cnvrock segment] stage 02: segmented 10/10\nUserWarning: odd\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="[cnvrock train] printed on stdout\n")]
+    nb.cells = [cell]
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    html = R.render_html(path, tmp_path / "x.html").read_text()
+    assert "epoch 1/80" not in html and "segmented 10/10" not in html
+    assert "UserWarning: odd" in html and "printed on stdout" in html
+    assert "epoch 1/80" in path.read_text()  # the executed notebook keeps everything

@@ -84,10 +84,12 @@ class LocalSlurm:
         self._write_conf()
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         shutil.chown("/run/munge", "munge")
+        self.started_munged = False
         if _run(["pgrep", "-x", "munged"]).returncode != 0:
             res = _run(["runuser", "-u", "munge", "--", "munged", "--force"])
             if res.returncode != 0:
                 raise RuntimeError(f"munged failed to start: {res.stderr}")
+            self.started_munged = True  # ours to stop; a munged that was already running is left alone
         for daemon in ("slurmctld", "slurmd"):
             proc = subprocess.Popen([daemon, "-D", "-f", str(self.conf)], env=self.env,
                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "log" / f"{daemon}.err", "w"),
@@ -155,6 +157,9 @@ class LocalSlurm:
                     os.killpg(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        if getattr(self, "started_munged", False):
+            _run(["pkill", "-x", "munged"])
+            self.started_munged = False
 
     def __enter__(self):
         return self.start()

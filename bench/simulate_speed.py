@@ -27,18 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from cnvrock_lib import simulate as S
+from doc_blocks import write_doc_block
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "simulation.md"
-
-
-def write_doc_block(name: str, text: str, doc: Path = DOC) -> None:
-    """Replace what stands between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in ``doc``."""
-    body = doc.read_text()
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    if begin not in body or end not in body:
-        raise SystemExit(f"{doc}: markers {begin} / {end} not found")
-    head, rest = body.split(begin, 1)
-    doc.write_text(head + begin + "\n" + text.strip() + "\n" + end + rest.split(end, 1)[1])
 
 
 def _md_table(frame) -> str:
@@ -131,9 +122,9 @@ def main() -> None:
                  + _md_table(props[["property", "claim", "range", "measured", "ok"]]))
         print(table)
         if args.write_docs:
-            write_doc_block("properties", table)
+            write_doc_block(DOC, "properties", table)
     if args.write_docs:
-        write_doc_block("speed", speed)
+        write_doc_block(DOC, "speed", speed)
 
     if args.figures:
         from cnvrock_lib.plots.simulation import render_doc_figures

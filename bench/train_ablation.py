@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from cnvrock_lib import train  # noqa: E402
 from cnvrock_lib.params import load_params  # noqa: E402
 from cnvrock_lib.report import prepare_params  # noqa: E402
 from cnvrock_lib.store import open_store  # noqa: E402
+from doc_blocks import write_doc_block  # noqa: E402
 
 OUT = REPO / "bench" / "out"
 DOC = REPO / "docs" / "training.md"
@@ -187,15 +187,6 @@ def machine() -> str:
             f"{torch.__version__}, load average {load:.1f} at start")
 
 
-def write_doc_section(key: str, text: str) -> None:
-    """Replace the text between <!-- BEGIN key --> and <!-- END key --> in docs/training.md."""
-    doc = DOC.read_text()
-    pattern = re.compile(rf"(<!-- BEGIN {key} -->\n).*?(<!-- END {key} -->)", re.S)
-    if not pattern.search(doc):
-        raise SystemExit(f"docs/training.md has no <!-- BEGIN {key} --> ... <!-- END {key} --> markers")
-    DOC.write_text(pattern.sub(lambda m: m.group(1) + text.rstrip() + "\n" + m.group(2), doc))
-
-
 def fmt(v, digits=3):
     if isinstance(v, float):
         return "n/a" if not np.isfinite(v) else f"{v:.{digits}f}"
@@ -231,7 +222,7 @@ def main(argv=None) -> int:
     text = render(args.experiment, result)
     print(text)
     if not args.no_docs:
-        write_doc_section(args.experiment, text)
+        write_doc_block(DOC, args.experiment, text)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -34,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from cnvrock_lib import train  # noqa: E402
 from cnvrock_lib.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
 from cnvrock_lib.params import SCHEMA  # noqa: E402
+from doc_blocks import write_doc_block  # noqa: E402
 
 N_BINS, BATCH, N_BLOCKS = 5334, 128, 64
 TIER_SAMPLES, TIER_EPOCHS, ORIGINAL = 5000, 150, "~4 min (original, A40 GPU, quoted)"
@@ -109,11 +109,7 @@ def main(argv=None) -> int:
     text += "\n"
     print(text)
     if not args.no_docs:
-        doc = DOC.read_text()
-        pattern = re.compile(r"(<!-- BEGIN throughput -->\n).*?(<!-- END throughput -->)", re.S)
-        if not pattern.search(doc):
-            raise SystemExit("docs/training.md lacks the <!-- BEGIN/END throughput --> markers")
-        DOC.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), doc))
+        write_doc_block(DOC, "throughput", text)
     return 0
 
 

@@ -30,6 +30,7 @@ from . import __version__
 from .atomic import is_output_fault, output_error, write_json, write_text
 from .errors import CnvrockError, LockedError, OutputError, ParamsError, StageError, Terminated
 from .params import Params
+from .progress import is_progress_line
 from .report import prepare_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -283,9 +284,6 @@ def render_html(notebook: Path, html_path: Path, show_code: bool = False) -> Pat
     return html_path
 
 
-PROGRESS_PREFIX = "[cnvrock "
-
-
 def drop_progress_logs(nb):
     """Remove the library's own progress lines (``[cnvrock ...]`` on stderr) from a notebook's outputs.
 
@@ -298,7 +296,7 @@ def drop_progress_logs(nb):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream" and output.get("name") == "stderr":
                 lines = [line for line in "".join(output.get("text", "")).splitlines(keepends=True)
-                         if not line.startswith(PROGRESS_PREFIX)]
+                         if not is_progress_line(line)]
                 if not "".join(lines).strip():
                     continue
                 output["text"] = "".join(lines)

@@ -16,7 +16,6 @@ benchmarks; :func:`segment_cohort` is the stage, reading the store and
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from .atomic import atomic_path, write_json, write_parquet, write_tsv
 from .errors import InputError, StoreError
 from .hmm import CN_STATES, GaussianHMM
 from .params import Params
+from .progress import stderr_logger
 from .store import open_store
 
 CN1_STATE = CN_STATES.index(1.0)
@@ -427,8 +427,7 @@ def _prepare_batch(store, expected, rows: slice, threshold: float, noise_method:
     return ratios, mask, sd, depth
 
 
-def _stderr_log(msg: str) -> None:
-    print(f"[cnvrock segment] {msg}", file=sys.stderr, flush=True)
+_stderr_log = stderr_logger("segment")
 
 
 def segment_cohort(params: Params, log=None, noise_method: str = "level") -> SegmentResult:

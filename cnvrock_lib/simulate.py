@@ -39,6 +39,7 @@ from scipy.signal import lfilter
 from . import reference
 from .atomic import atomic_dir, write_json, write_text, write_tsv
 from .errors import InputError, ParamsError
+from .progress import stderr_logger
 from .store import write_store
 
 SIMULATOR_VERSION = 1
@@ -1083,8 +1084,7 @@ def bin_features(world: World | None = None) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- entry points
 
 
-def _log(msg: str) -> None:
-    print(f"[cnvrock simulate] {msg}", file=sys.stderr, flush=True)
+_log = stderr_logger("simulate")
 
 
 class _Progress:

@@ -28,6 +28,8 @@ import pandas as pd
 import torch
 
 from . import normalise
+from .call import gene_bin_weights
+from .progress import stderr_logger
 from .atomic import atomic_path, save_npy, write_json, write_tsv
 from .errors import InputError, StageError, Terminated
 from .model import ConvVAE, ModelConfig, vae_loss
@@ -179,8 +181,8 @@ def gene_neighbourhood_bins(bins: np.ndarray, genes: pd.DataFrame, padding: int)
     if padding <= 0:
         return out
     for row in genes.itertuples():
-        on = bins["chrom"] == row.contig
-        out |= on & (bins["end"] >= int(row.start) - padding) & (bins["start"] <= int(row.end) + padding)
+        idx, _ = gene_bin_weights(bins, row.contig, int(row.start) - padding, int(row.end) + padding)
+        out[idx] = True
     return out
 
 
@@ -318,8 +320,7 @@ class _Progress:
             self.bar.close()
 
 
-def _stderr_log(msg: str) -> None:
-    print(f"[cnvrock train] {msg}", file=sys.stderr, flush=True)
+_stderr_log = stderr_logger("train")
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from cnvrock_lib import call
+from cnvrock_lib import calling
 
 
 def main() -> None:
@@ -32,12 +32,12 @@ def main() -> None:
     weights = np.full(args.gene_bins, 1000)
 
     t0 = time.perf_counter()
-    phi = call.count_dispersion(flank, flank_counts)
+    phi = calling.intervals.count_dispersion(flank, flank_counts)
     t1 = time.perf_counter()
-    reps = call.bootstrap_crr(gene, gene_counts, weights, flank, phi, args.replicates,
+    reps = calling.intervals.bootstrap_crr(gene, gene_counts, weights, flank, phi, args.replicates,
                               np.random.default_rng(args.seed))
     t2 = time.perf_counter()
-    lo, hi = call.bootstrap_interval(reps)
+    lo, hi = calling.intervals.bootstrap_interval(reps)
     t3 = time.perf_counter()
     print(f"samples={args.samples} replicates={args.replicates} gene_bins={args.gene_bins} "
           f"flank_bins={args.flank_bins}")

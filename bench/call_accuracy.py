@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cnvrock_lib import call
+from cnvrock_lib import calling
+from cnvrock_lib import truth as T
 from cnvrock_lib.atomic import write_tsv
 from cnvrock_lib.params import load_params
 from cnvrock_lib.store import open_store
@@ -97,18 +98,18 @@ def score_tier(path: str) -> pd.DataFrame:
                             dtype={"sample_id": str})
         t0 = time.perf_counter()
         if (params.out_path / "copy_ratios.npy").is_file():
-            result = call.call_genes(params, write=False)
+            result = calling.stage.call_genes(params, write=False)
             genes, plasmids = result.gene_calls, result.plasmid_calls
             print(f"{params.tier} ({method}): stage seconds "
                   f"{ {k: round(v, 2) for k, v in result.seconds.items()} }")
         else:
             store = open_store(params.store_path)
-            genes = pd.DataFrame(columns=call.GENE_CALL_COLUMNS)
-            medians = call.chromosome_medians(params, store)
-            plasmids, _ = call.call_plasmid_genes(params, store.sample_ids, medians,
-                                                  call.bin_dispersion(store.counts, medians))
+            genes = pd.DataFrame(columns=calling.core.GENE_CALL_COLUMNS)
+            medians = calling.stage.chromosome_medians(params, store)
+            plasmids, _ = calling.stage.call_plasmid_genes(params, store.sample_ids, medians,
+                                                  calling.intervals.bin_dispersion(store.counts, medians))
         seconds = time.perf_counter() - t0
-        scored = call.truth_metrics(genes, plasmids, truth)
+        scored = T.truth_metrics(genes, plasmids, truth)
         fam = plasmids[plasmids.level == "family"].drop_duplicates("gene")
         print(f"{params.tier} ({method}): family absent thresholds "
               f"{dict(zip(fam.gene, fam.absent_threshold.round(3)))}, from {dict(zip(fam.gene, fam.threshold_method))}")

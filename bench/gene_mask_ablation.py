@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import matthews_corrcoef
 
-from cnvrock_lib import call, segment, train
+from cnvrock_lib import calling, segment, training
 from cnvrock_lib.params import load_params
 
 SCHEDULE = {"epochs": 80, "lr": 1e-2, "warmup_epochs": 10, "aux_warmup_epochs": 15, "patience": 10}
@@ -63,9 +63,9 @@ def main(argv=None) -> None:
             params = load_params(data / "params.yaml", overrides={"out_dir": str(out), **SCHEDULE,
                                                                   "vae_gene_mask_padding": pad})
             t0 = time.perf_counter()
-            train.train_vae(params, progress=False, log=lambda m: None)
+            training.train_vae(params, progress=False, log=lambda m: None)
             segment.segment_cohort(params, log=lambda m: None)
-            calls = call.call_genes(params).gene_calls
+            calls = calling.stage.call_genes(params).gene_calls
             for subset, ids in (("hold-out", holdout), ("all", None)):
                 s = score(calls, truth, ids)
                 print(f"| {data.name} | {pad:,} | {subset} | {s['n']} | {s['positives']} | {s['TP']} | {s['FP']} | "

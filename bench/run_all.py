@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from cnvrock_lib import baselines as B  # noqa: E402
 from cnvrock_lib.atomic import write_json, write_text, write_tsv  # noqa: E402
+from cnvrock_lib.evaluate import mcc_from_counts  # noqa: E402
 
 PY = sys.executable
 STAGES = ("simulate", "train", "segment", "call", "evaluate")
@@ -87,13 +88,13 @@ else:
     from cnvrock_lib.params import load_params, write_resolved
     p = load_params(arg, overrides=overrides)
     if stage == "train":
-        from cnvrock_lib.train import train_vae
+        from cnvrock_lib.training import train_vae
         train_vae(p, progress=False, log=lambda m: None)
     elif stage == "segment":
         from cnvrock_lib.segment import segment_cohort
         segment_cohort(p)
     elif stage == "call":
-        from cnvrock_lib.call import call_genes
+        from cnvrock_lib.calling import call_genes
         call_genes(p)
     elif stage == "evaluate":
         from cnvrock_lib.evaluate import evaluate
@@ -256,8 +257,8 @@ def bench_train_throughput(cfg: dict) -> dict:
 # ----------------------------------------------------------------------------- accuracy
 def accuracy_cohort(cfg: dict, work: Path, seed: int, hard: bool) -> pd.DataFrame:
     """Simulate, run CNVRock and every baseline, score on the hold-out samples (and on all samples)."""
-    from cnvrock_lib import call, reference, segment, train
-    from cnvrock_lib.evaluate import load_holdout_ids
+    from cnvrock_lib import calling, geometry, reference, segment, training
+    from cnvrock_lib.holdout import read_holdout_ids
     from cnvrock_lib.simulate import simulate_cohort
     from cnvrock_lib.store import open_store
 
@@ -272,23 +273,23 @@ def accuracy_cohort(cfg: dict, work: Path, seed: int, hard: bool) -> pd.DataFram
     params = simulated_params(data, out, **over)
     timings = {}
     t = time.perf_counter()
-    train.train_vae(params, progress=False, log=lambda m: None)
+    training.train_vae(params, progress=False, log=lambda m: None)
     timings["train"] = time.perf_counter() - t
     t = time.perf_counter()
     segment.segment_cohort(params)
     timings["segment"] = time.perf_counter() - t
-    result = call.call_genes(params, write=True)
+    result = calling.stage.call_genes(params, write=True)
     store = open_store(params.store_path)
     ids = store.sample_ids.astype(str)
     bins = store.bins
     n = len(ids)
     truth = pd.read_csv(data / "truth" / "gene_truth.tsv", sep="\t", dtype={"sample_id": str})
-    holdout = set(load_holdout_ids(params.holdout_ids_path) or ids)
+    holdout = set(read_holdout_ids(params.holdout_ids_path) or ids)
     panel = reference.load_gene_panel(params.chrom_gene_coords_path, "chromosome").genes
-    rule = call.ChromRule.from_params(params)
+    rule = calling.chromosomal.ChromRule.from_params(params)
     pad = int(params.cnv_flank_padding)
-    species = call.load_species(params.kpsc_meta_path, ids)
-    species_ok = {g: call._species_callable(g, species, params.eval_species) for g in panel.gene}
+    species = calling.stage.load_species(params.kpsc_meta_path, ids)
+    species_ok = {g: calling.core.species_callable(g, species, params.eval_species) for g in panel.gene}
     qc_ok = result.sample_qc["qc_pass"].to_numpy(bool)
     cnv_mask = {g: m & qc_ok for g, m in species_ok.items()}
     counts = np.asarray(store.counts, dtype=np.float64)
@@ -355,7 +356,7 @@ def accuracy_cohort(cfg: dict, work: Path, seed: int, hard: bool) -> pd.DataFram
                            gene_bins="bin_start", flank="global", callable_mask=cnv_mask))
     p_sin2 = simulated_params(data, out_sin2, aux_loss="sin2", **over)
     t = time.perf_counter()
-    train.train_vae(p_sin2, progress=False, log=lambda m: None)
+    training.train_vae(p_sin2, progress=False, log=lambda m: None)
     timings["train_sin2"] = time.perf_counter() - t
     sin2_ratios, _ = segment.copy_ratios(counts, np.load(out_sin2 / "reconstructions.npy"),
                                          params.hmm_low_cov_threshold)
@@ -369,7 +370,7 @@ def accuracy_cohort(cfg: dict, work: Path, seed: int, hard: bool) -> pd.DataFram
     frames.append(pd.DataFrame({"method": "CNVRock", "sample_id": pfam.sample_id, "gene": pfam.gene,
                                 "level": "family", "call": pfam.call, "value": pfam.pcn}))
     mix = simulated_params(data, out, pcn_threshold_method="mixture", **over)
-    mcalls, _ = call.call_plasmid_genes(mix, store.sample_ids, medians)
+    mcalls, _ = calling.stage.call_plasmid_genes(mix, store.sample_ids, medians)
     mcalls = mcalls[mcalls.level == "family"]
     frames.append(pd.DataFrame({"method": "CNVRock (mixture thresholds)", "sample_id": mcalls.sample_id,
                                 "gene": mcalls.gene, "level": "family", "call": mcalls.call, "value": mcalls.pcn}))
@@ -385,7 +386,7 @@ def accuracy_cohort(cfg: dict, work: Path, seed: int, hard: bool) -> pd.DataFram
         for method, value, thr in (("raw PCN, one global threshold", raw_pcn, float(params.pcn_absent_threshold)),
                                    ("original (per-bin PCN)", orig_pcn, float(fixed_thr[("family", fam)]))):
             codes = np.where(callable_ & np.isfinite(value),
-                             call.plasmid_call(value, thr, float(params.pcn_amp_threshold)), -1)
+                             calling.plasmid.plasmid_call(value, thr, float(params.pcn_amp_threshold)), -1)
             frames.append(pd.DataFrame({"method": method, "sample_id": ids, "gene": fam, "level": "family",
                                         "call": codes.astype(np.int8), "value": value}))
     calls_all = pd.concat(frames, ignore_index=True)
@@ -427,10 +428,8 @@ def pooled(scores: pd.DataFrame) -> pd.DataFrame:
         abs_err_median=("abs_err_median", "median"), abs_err_median_pos=("abs_err_median_pos", "median"),
         call_rate=("call_rate", "mean")).reset_index()
     tp, fp, fn, tn = (agg[c].astype(float) for c in ("tp", "fp", "fn", "tn"))
-    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    agg["mcc"] = [mcc_from_counts(*row) for row in zip(tp, fp, fn, tn)]
     with np.errstate(invalid="ignore", divide="ignore"):
-        agg["mcc"] = np.where((tp + fn > 0) & (tn + fp > 0), np.where(denom > 0, (tp * tn - fp * fn) / denom, 0.0),
-                              np.nan)
         agg["fnr"] = np.where(tp + fn > 0, fn / (tp + fn), np.nan)
         agg["ppv"] = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
         agg["recall"] = 1 - agg["fnr"]
@@ -702,7 +701,7 @@ def speed_verdict(results: dict) -> list[str]:
 
 def short_gene_note() -> str:
     """Whether the packaged blaSHV region is short enough for the call rule to skip the HMM."""
-    from cnvrock_lib import call, reference
+    from cnvrock_lib import calling, geometry, reference
     from cnvrock_lib.params import SCHEMA
 
     panel = reference.load_gene_panel(None, "chromosome").genes
@@ -710,7 +709,7 @@ def short_gene_note() -> str:
     min_bins = SCHEMA["cnv_crr_min_bins_fallback"].default
     notes = []
     for g in panel.itertuples():
-        n_overlap = call.gene_bin_weights(bins, g.contig, int(g.start), int(g.end))[0].size
+        n_overlap = geometry.gene_bin_weights(bins, g.contig, int(g.start), int(g.end))[0].size
         n_start = B.bin_start_gene_bins(bins, g.contig, int(g.start), int(g.end))[0].size
         if n_overlap < min_bins:
             notes.append(f"{g.gene} ({int(g.end) - int(g.start) + 1} bp) overlaps {n_overlap} bins ({n_start} by the "

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cnvrock_lib import segment
+from cnvrock_lib import truth as T
 from cnvrock_lib.atomic import save_npy, write_tsv
 from cnvrock_lib.normalise import sample_medians
 from cnvrock_lib.params import load_params
@@ -58,7 +59,7 @@ def noise_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
     ratios = np.load(run_dir / "copy_ratios.npy").astype(np.float64)
     mask = np.isnan(ratios)
     truth = pd.read_csv(segment.truth_path(params), sep="\t", dtype={"sample_id": str})
-    cn1 = (segment.truth_cn_per_bin(truth, store.bins, store.sample_ids) == 1) & ~mask
+    cn1 = (T.truth_cn_per_bin(truth, store.bins, store.sample_ids) == 1) & ~mask
     robust, lag1 = [], []
     for r, ok in zip(ratios, cn1):
         v = r[ok]
@@ -74,13 +75,13 @@ def noise_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
 
 
 def confusion_of(params_path: Path, run_dir: Path) -> pd.DataFrame:
-    """:func:`segment.state_confusion` of one run's states against the truth."""
+    """:func:`cnvrock_lib.truth.state_confusion` of one run's states against the truth."""
     params = load_params(params_path, overrides={"out_dir": str(run_dir)})
     store = open_store(params.store_path, check_values=False)
     truth = pd.read_csv(segment.truth_path(params), sep="\t", dtype={"sample_id": str})
     mask = np.isnan(np.load(run_dir / "copy_ratios.npy"))
-    truth_cn = segment.truth_cn_per_bin(truth, store.bins, store.sample_ids)
-    return segment.state_confusion(np.load(run_dir / "states.npy"), mask, truth_cn)
+    truth_cn = T.truth_cn_per_bin(truth, store.bins, store.sample_ids)
+    return T.state_confusion(np.load(run_dir / "states.npy"), mask, truth_cn)
 
 
 def qc_check(params_path: Path, run_dir: Path) -> pd.DataFrame:

@@ -28,7 +28,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cnvrock_lib import train  # noqa: E402
+from cnvrock_lib import training  # noqa: E402
 from cnvrock_lib.params import load_params  # noqa: E402
 from cnvrock_lib.report import prepare_params  # noqa: E402
 from cnvrock_lib.store import open_store  # noqa: E402
@@ -81,7 +81,7 @@ def evaluate_run(params, truth_dir: Path) -> dict:
     split = pd.read_csv(out / "split.tsv", sep="\t")["split"].to_numpy()
     train_idx = np.flatnonzero(split == "train")
     x = _x(counts, medians).astype(np.float32)
-    usable = train.usable_bins(x, medians, train_idx, params.hmm_low_cov_threshold)
+    usable = training.usable_bins(x, medians, train_idx, params.hmm_low_cov_threshold)
     sq = (x - _x(expected, medians)) ** 2
     res: dict = {}
     for name in ("train", "val", "holdout"):
@@ -162,7 +162,7 @@ def evaluate_run(params, truth_dir: Path) -> dict:
             rows = rows & ~samples["low_quality"].to_numpy(dtype=bool)
             res[f"false_gain{scope}_bins_{group}"] = float(gain[rows].sum() / max(keep[rows].sum(), 1))
             res[f"false_gain{scope}_samples_{group}"] = float(runs[rows].mean())
-    summary = train.load_train_summary(out)
+    summary = training.load_train_summary(out)
     res.update({k: summary[k] for k in ("samples_per_second", "train_seconds", "epochs_run", "best_epoch",
                                         "n_parameters", "stopped_early")})
     return res
@@ -171,7 +171,7 @@ def evaluate_run(params, truth_dir: Path) -> dict:
 def run_variant(name: str, out_root: Path, **overrides) -> dict:
     params, base = demo_params(out_root / name, **overrides)
     t0 = time.perf_counter()
-    train.train_vae(params, progress=False, log=lambda m: None)
+    training.train_vae(params, progress=False, log=lambda m: None)
     wall = time.perf_counter() - t0
     res = {"variant": name, "wall_seconds": wall, **overrides,
            **evaluate_run(params, Path(base.simulate["data_dir"]) / "truth")}
@@ -183,7 +183,7 @@ def machine() -> str:
     import torch
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.processor() or platform.machine()}, {train.thread_count(0)} cores, torch "
+    return (f"{platform.processor() or platform.machine()}, {training.thread_count(0)} cores, torch "
             f"{torch.__version__}, load average {load:.1f} at start")
 
 
@@ -250,10 +250,10 @@ def run_experiment(args) -> dict:
     else:
         params, _ = demo_params(root / "long", **{"epochs": 120, **extra, "patience": 1000})
         t0 = time.perf_counter()
-        train.train_vae(params, progress=False, log=lambda m: None)
-        rows = train.load_training_log(params.out_path).to_dict("records")
+        training.train_vae(params, progress=False, log=lambda m: None)
+        rows = training.load_training_log(params.out_path).to_dict("records")
         extra["wall_seconds"] = time.perf_counter() - t0
-        extra["warmup_end"] = train.warmup_end(params)
+        extra["warmup_end"] = training.warmup_end(params)
     return {"machine": env, "cmd": cmd, "extra": extra, "rows": rows}
 
 

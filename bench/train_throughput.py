@@ -30,7 +30,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cnvrock_lib import train  # noqa: E402
+from cnvrock_lib import training  # noqa: E402
 from cnvrock_lib.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
 from cnvrock_lib.params import SCHEMA  # noqa: E402
 from doc_blocks import write_doc_block  # noqa: E402
@@ -45,7 +45,7 @@ EXTRA_ARCHS = [((8, 16, 32), (9, 9, 9), (4, 4, 4)), ((16, 32, 64), (9, 9, 9), (4
 
 def step_times(config: ModelConfig, device: torch.device, threads: int, steps: int) -> list[float]:
     """Seconds per training step of batch ``BATCH`` (after 3 warm-up steps)."""
-    with train._torch_settings(threads, device):
+    with training._torch_settings(threads, device):
         torch.manual_seed(0)
         gen = torch.Generator().manual_seed(0)
         model = ConvVAE(config).to(device)
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     default = (tuple(SCHEMA["conv_channels"].default), tuple(SCHEMA["conv_kernels"].default),
                tuple(SCHEMA["conv_strides"].default))
     archs = [default] + ([a for a in EXTRA_ARCHS if a != default] if args.all_archs else [])
-    cores = train.thread_count(0)
+    cores = training.thread_count(0)
     devices = [("cpu", t) for t in sorted({1, cores})]
     if torch.cuda.is_available():
         devices.append(("cuda", cores))

@@ -27,10 +27,14 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import call
+from . import calling, geometry
+from .evaluate import mcc_from_counts
+from .truth import truth_metrics
 from .errors import InputError
-from .hmm import CN_STATES, GaussianHMM, uniform_transmat
-from .segment import contig_starts, copy_ratios, noise_sd
+from .copy_number import CN_STATES
+from .hmm import GaussianHMM, uniform_transmat
+from .geometry import contig_starts
+from .segment import copy_ratios, noise_sd
 
 ORIGINAL_HMM_MEANS = (0.0, 1.0, 1.5, 2.5, 3.5, 5.0)
 # Threshold-only rule: a gene whose CRR is below this is called absent (the
@@ -86,13 +90,13 @@ def gene_geometry(bins: np.ndarray, contig: str, start: int, end: int, padding: 
     ``flank``: ``local`` (±``padding`` bp) or ``global`` (every other bin of the contig).
     """
     if gene_bins == "overlap":
-        idx, weights = call.gene_bin_weights(bins, contig, start, end)
+        idx, weights = geometry.gene_bin_weights(bins, contig, start, end)
     elif gene_bins == "bin_start":
         idx, weights = bin_start_gene_bins(bins, contig, start, end)
     else:
         raise InputError(f"gene_bins={gene_bins!r}; expected 'overlap' or 'bin_start'")
     if flank == "local":
-        flank_idx = call.flank_bin_indices(bins, contig, start, end, padding, idx)
+        flank_idx = geometry.flank_bin_indices(bins, contig, start, end, padding, idx)
     elif flank == "global":
         on_contig = bins["chrom"] == contig
         on_contig[idx] = False
@@ -105,11 +109,11 @@ def gene_geometry(bins: np.ndarray, contig: str, start: int, end: int, padding: 
 def gene_crr(gene_ratios: np.ndarray, weights: np.ndarray, flank_ratios: np.ndarray,
              flank: str = "local") -> tuple[np.ndarray, np.ndarray]:
     """CRR (copies): weighted gene ratio ÷ flank baseline; ``local`` uses CNVRock's
-    :func:`cnvrock_lib.call.crr` (with its fall-backs), ``global`` the plain median of the flank.
+    :func:`cnvrock_lib.calling.chromosomal.crr` (with its fall-backs), ``global`` the plain median of the flank.
     Returns ``(crr, n_usable_gene_bins)``; NaN where no gene bin is usable."""
     if flank == "local":
-        return call.crr(gene_ratios, weights, flank_ratios)
-    gene, n_usable = call.weighted_gene_ratio(gene_ratios, weights)
+        return calling.chromosomal.crr(gene_ratios, weights, flank_ratios)
+    gene, n_usable = calling.chromosomal.weighted_gene_ratio(gene_ratios, weights)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         base = np.nanmedian(np.asarray(flank_ratios, dtype=np.float64), axis=1)
@@ -127,7 +131,7 @@ def threshold_call(crr_value: np.ndarray, amp_threshold: float, absent_crr: floa
     return np.where(np.isfinite(v), out, -1).astype(np.int8)
 
 
-def call_chromosomal(ratios: np.ndarray, bins: np.ndarray, panel: pd.DataFrame, rule: call.ChromRule,
+def call_chromosomal(ratios: np.ndarray, bins: np.ndarray, panel: pd.DataFrame, rule: calling.chromosomal.ChromRule,
                      padding: int, states: np.ndarray | None = None, state_cn=CN_STATES,
                      gene_bins: str = "overlap", flank: str = "local",
                      callable_mask: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
@@ -138,7 +142,7 @@ def call_chromosomal(ratios: np.ndarray, bins: np.ndarray, panel: pd.DataFrame, 
     ratios : (n_samples, n_bins) copy ratios, NaN where masked.
     bins : the store's bins.
     panel : ``gene contig start end`` rows (bp, 1-based inclusive).
-    rule : CNVRock's call thresholds (:class:`cnvrock_lib.call.ChromRule`).
+    rule : CNVRock's call thresholds (:class:`cnvrock_lib.calling.chromosomal.ChromRule`).
     padding : flank half-width (bp) for the local flank.
     states : (n_samples, n_bins) state index per bin, or None for the threshold-only rule.
     state_cn : copy number of each state index (amplified = CN ≥ 1.5, absent = CN 0).
@@ -162,8 +166,8 @@ def call_chromosomal(ratios: np.ndarray, bins: np.ndarray, panel: pd.DataFrame, 
         else:
             g_state = np.asarray(states[:, idx])
             usable = np.isfinite(g_ratio)
-            codes = call.chromosomal_call(value, n_usable, call.state_cover(g_state, usable, weights, amp_states),
-                                          call.state_cover(g_state, usable, weights, absent_states), rule)
+            codes = calling.chromosomal.chromosomal_call(value, n_usable, calling.chromosomal.state_cover(g_state, usable, weights, amp_states),
+                                          calling.chromosomal.state_cover(g_state, usable, weights, absent_states), rule)
         if callable_mask is not None and gene.gene in callable_mask:
             codes = np.where(callable_mask[gene.gene], codes, -1).astype(np.int8)
         frames.append(pd.DataFrame({"gene": gene.gene, "call": codes, "value": value,
@@ -247,9 +251,10 @@ def cnvkit_segment_ratios(ratios: np.ndarray, bins: np.ndarray, method: str = "h
     start0 = bins["start"].astype(np.int64) - 1
     end = bins["end"].astype(np.int64)
     ids = np.arange(n).astype(str) if sample_ids is None else np.asarray(sample_ids).astype(str)
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # CNVkit logs one INFO line per segmented chromosome
+    # CNVkit logs one INFO line per segmented chromosome through the root logger: silence INFO for
+    # this call only (logging.disable), leaving every logger's configured level as it was.
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
     try:
         for i in range(n):
             use = np.isfinite(ratios[i])
@@ -263,7 +268,7 @@ def cnvkit_segment_ratios(ratios: np.ndarray, bins: np.ndarray, method: str = "h
                 inside = (chrom == s.chromosome) & (start0 >= s.start) & (end <= s.end)
                 out[i, inside] = 2.0 ** s.log2
     finally:
-        logger.setLevel(level)
+        logging.disable(previous)
     return out
 
 
@@ -274,7 +279,7 @@ def family_counts(plasmid_store, panel: pd.DataFrame, families: dict[str, list[s
                   source: str = "panel") -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, int]]:
     """Per family: summed reads of its members' bins (rows follow ``sample_ids``; NaN where the
     plasmid store lacks a sample), the mean member length (bp) and the number of bins summed."""
-    regions = {r.gene: r for r in call.plasmid_regions(plasmid_store, panel, source)}
+    regions = {r.gene: r for r in calling.plasmid.plasmid_regions(plasmid_store, panel, source)}
     lookup = {s: i for i, s in enumerate(plasmid_store.sample_ids.tolist())}
     rows = np.array([lookup.get(s, -1) for s in np.asarray(sample_ids).tolist()], dtype=np.int64)
     present = rows >= 0
@@ -295,7 +300,7 @@ def family_pcn(counts: np.ndarray, length_bp: float, n_bins: int, medians: np.nd
     multi-bin sum ÷ the per-bin chromosome median (``per_bp=False``; ``n_bins`` unused)."""
     medians = np.asarray(medians, dtype=np.float64)
     if per_bp:
-        return call.pcn(counts, length_bp, call.chromosome_depth_per_bp(medians))
+        return calling.plasmid.pcn(counts, length_bp, calling.plasmid.chromosome_depth_per_bp(medians))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(medians > 0, np.asarray(counts, dtype=np.float64) / medians, np.nan)
 
@@ -312,24 +317,21 @@ def score_calls(calls: pd.DataFrame, truth: pd.DataFrame, amp_min_cn: float = 2.
     truth : ``sample_id gene level true_cn`` (``truth/gene_truth.tsv``).
     amp_min_cn : true copies at or above which a chromosomal gene counts as amplified.
 
-    Returns the columns of :func:`cnvrock_lib.call.truth_metrics` plus ``tn mcc fnr ppv``.
+    Returns the columns of :func:`cnvrock_lib.truth.truth_metrics` plus ``tn mcc fnr ppv``.
     MCC follows scikit-learn (0 when the prediction has one class) and is NaN unless the
     truth has both classes among callable samples.
     """
     base = calls[["sample_id", "gene", "level", "call", "value"]]
     chrom = base[base.level == "chromosome"].drop(columns="level").rename(columns={"value": "crr"})
     plasmid = base[base.level != "chromosome"].rename(columns={"value": "pcn"})
-    scored = call.truth_metrics(chrom.assign(crr_lo=np.nan, crr_hi=np.nan),
+    scored = truth_metrics(chrom.assign(crr_lo=np.nan, crr_hi=np.nan),
                                 plasmid.assign(pcn_lo=np.nan, pcn_hi=np.nan), truth, amp_min_cn=amp_min_cn)
     if scored.empty:
         return scored
     tp, fp, fn = (scored[c].astype(float) for c in ("tp", "fp", "fn"))
     tn = scored["n_callable"].astype(float) - tp - fp - fn
-    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    both_classes = ((tp + fn) > 0) & ((tn + fp) > 0)
+    mcc = [mcc_from_counts(*row) for row in zip(tp, fp, fn, tn)]
     with np.errstate(invalid="ignore", divide="ignore"):
-        # scikit-learn's convention: 0 when the prediction has one class only
-        mcc = np.where(both_classes, np.where(denom > 0, (tp * tn - fp * fn) / denom, 0.0), np.nan)
         fnr = np.where(tp + fn > 0, fn / (tp + fn), np.nan)
     scored["tn"] = tn.astype(np.int64)
     scored["mcc"] = mcc

@@ -23,6 +23,7 @@ import pandas as pd
 from sklearn.metrics import matthews_corrcoef, roc_auc_score
 
 from .atomic import write_text, write_tsv
+from .holdout import read_holdout_ids
 from .errors import InputError
 from .params import Params
 from .reference import load_gene_families, read_tsv
@@ -130,6 +131,14 @@ def binary_metrics(y_true, y_pred) -> dict[str, float]:
     }
 
 
+def mcc_from_counts(tp: float, fp: float, fn: float, tn: float) -> float:
+    """scikit-learn's MCC of a confusion table given as counts (samples); NaN unless the truth
+    has both classes, 0 when the prediction has one class only (scikit-learn's convention)."""
+    if tp + fn <= 0 or tn + fp <= 0:
+        return np.nan
+    return float(matthews_corrcoef([1, 0, 1, 0], [1, 1, 0, 0], sample_weight=[tp, fp, fn, tn]))
+
+
 def outcomes(y_true, y_pred) -> np.ndarray:
     """Per-sample outcome ``TN FP FN TP`` (object array; ``""`` where either label is missing)."""
     y_true = np.asarray(y_true)
@@ -182,6 +191,7 @@ def threshold_sweep(y_true, values, mode: str = "presence", max_thresholds: int 
     fp = (n_neg - np.searchsorted(neg_sorted, cut, side="left")).astype(np.float64)
     fn = n_pos - tp
     tn = n_neg - fp
+    # MCC at every threshold at once (vectorised; equal to :func:`mcc_from_counts` row by row)
     denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     with np.errstate(invalid="ignore", divide="ignore"):
         # scikit-learn's convention: MCC is 0 when a margin of the confusion matrix is empty
@@ -313,20 +323,6 @@ def load_metadata(meta_path: str | Path | None) -> pd.DataFrame:
     _check_unique_ids(meta, meta_path, "metadata")
     meta = meta.set_index("sample_id")[list(METADATA_COLUMNS)]
     return meta.apply(lambda col: col.str.strip().replace("", np.nan))
-
-
-def load_holdout_ids(path: str | Path | None) -> list[str] | None:
-    """Sample ids of ``holdout_ids_path`` (one per line; blank lines and ``#`` comments ignored)."""
-    if not path:
-        return None
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"hold-out id file not found: {path} (key holdout_ids_path)")
-    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    ids = [i for i in ids if i and not i.startswith("#")]
-    if not ids:
-        raise InputError(f"hold-out id file {path} (key holdout_ids_path) lists no sample ids; expected one per line")
-    return ids
 
 
 def _parse_calls(frame: pd.DataFrame, path, what: str) -> pd.Series:
@@ -859,7 +855,7 @@ def evaluate(params: Params, modes: dict[str, str] | None = None, write: bool = 
     meta = load_metadata(params.kpsc_meta_path)
     if not params.kpsc_meta_path:
         notes.append("no metadata (kpsc_meta_path): species taken from the calls, no ST groups")
-    holdout = load_holdout_ids(params.holdout_ids_path)
+    holdout = read_holdout_ids(params.holdout_ids_path)
     table, summary, join_notes = build_table(calls, truth, meta, holdout, params.eval_species, modes)
     notes += join_notes
     parts = summarise(table, int(params.eval_min_group_n))

@@ -29,11 +29,13 @@ when numba is not installed).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
 import numpy as np
 
-from .errors import InputError
+from .copy_number import CN_STATES
+from .device import resolve_device
 
-CN_STATES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 LOG_2PI = math.log(2.0 * math.pi)
 # Emission log-densities are floored here so that an outlier bin far from
 # every state mean cannot underflow all states at once in float32.
@@ -51,24 +53,11 @@ def uniform_transmat(n_states: int, self_transition: float) -> np.ndarray:
     Returns float64 (n_states, n_states); rows sum to 1.
     """
     if not 0.0 < self_transition < 1.0:
-        raise InputError(f"hmm: self_transition = {self_transition!r}; expected strictly between 0 and 1")
+        raise ValueError(f"hmm: self_transition = {self_transition!r}; expected strictly between 0 and 1")
     off = (1.0 - self_transition) / (n_states - 1)
     transmat = np.full((n_states, n_states), off, dtype=np.float64)
     np.fill_diagonal(transmat, self_transition)
     return transmat
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"cuda"`` when asked for (or ``auto`` and a GPU is present), else ``"cpu"``."""
-    import torch
-
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"hmm: device = {device!r}; expected one of auto, cpu, cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("hmm: device = 'cuda' but torch sees no CUDA device")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class BatchedHMM:
@@ -96,25 +85,25 @@ class BatchedHMM:
                  dtype=np.float64, device: str = "auto", backend: str = "auto", batch_size: int = 512):
         k = int(n_states)
         if k < 2:
-            raise InputError(f"hmm: n_states = {n_states!r}; expected at least 2")
+            raise ValueError(f"hmm: n_states = {n_states!r}; expected at least 2")
         transmat = uniform_transmat(k, self_transition)
         start_prob = np.full(k, 1.0 / k) if start_prob is None else np.asarray(start_prob, dtype=np.float64)
         if start_prob.shape != (k,) or not np.isclose(start_prob.sum(), 1.0) or (start_prob < 0).any():
-            raise InputError(f"hmm: start_prob must be {k} non-negative values summing to 1, got {start_prob}")
+            raise ValueError(f"hmm: start_prob must be {k} non-negative values summing to 1, got {start_prob}")
         self.n_states = k
         self.transmat = transmat
         self.self_transition = float(self_transition)
         self.start_prob = start_prob
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
-            raise InputError(f"hmm: dtype {self.dtype} not supported; expected float32 or float64")
-        self.device = resolve_device(device)
+            raise ValueError(f"hmm: dtype {self.dtype} not supported; expected float32 or float64")
+        self.device = resolve_device(device, "hmm device").type
         if backend == "auto":
             backend = "numba" if (self.device == "cpu" and _numba is not None) else "torch"
         if backend not in ("numba", "torch"):
-            raise InputError(f"hmm: backend = {backend!r}; expected auto, numba or torch")
+            raise ValueError(f"hmm: backend = {backend!r}; expected auto, numba or torch")
         if backend == "numba" and (_numba is None or self.device != "cpu"):
-            raise InputError("hmm: backend 'numba' needs the numba package and device 'cpu'")
+            raise ValueError("hmm: backend 'numba' needs the numba package and device 'cpu'")
         self.backend = backend
         self.batch_size = int(batch_size)
 
@@ -159,9 +148,9 @@ class BatchedHMM:
         k = self.n_states
         want = {"none": 0, "path": 1, "full": 2}.get(posteriors)
         if want is None:
-            raise InputError(f"hmm: posteriors = {posteriors!r}; expected none, path or full")
+            raise ValueError(f"hmm: posteriors = {posteriors!r}; expected none, path or full")
         if want == 1 and not viterbi:
-            raise InputError("hmm: posteriors='path' needs the Viterbi path (viterbi=True)")
+            raise ValueError("hmm: posteriors='path' needs the Viterbi path (viterbi=True)")
         states = np.zeros((n, t), dtype=np.int8) if viterbi else None
         post = (np.zeros((n, t, k), dtype=self.dtype) if want == 2 else
                 np.zeros((n, t), dtype=self.dtype) if want == 1 else None)
@@ -197,25 +186,25 @@ class BatchedHMM:
     def _check(self, x, sd, mask):
         x = np.asarray(x)
         if x.ndim != 2:
-            raise InputError(f"hmm: x must be 2-D (samples × bins), got shape {x.shape}")
+            raise ValueError(f"hmm: x must be 2-D (samples × bins), got shape {x.shape}")
         n, t = x.shape
         if t == 0:
-            raise InputError("hmm: x has no bins")
+            raise ValueError("hmm: x has no bins")
         sd = np.broadcast_to(np.asarray(sd, dtype=np.float64), (n,)) if np.ndim(sd) == 0 else np.asarray(sd, np.float64)
         if sd.shape != (n,):
-            raise InputError(f"hmm: sd must have one value per sample ({n}), got shape {sd.shape}")
+            raise ValueError(f"hmm: sd must have one value per sample ({n}), got shape {sd.shape}")
         if not np.all(np.isfinite(sd)) or (sd <= 0).any():
             bad = int(np.flatnonzero(~(np.isfinite(sd) & (sd > 0)))[0])
-            raise InputError(f"hmm: sd of sample {bad} is {sd[bad]!r}; expected a positive finite noise level")
+            raise ValueError(f"hmm: sd of sample {bad} is {sd[bad]!r}; expected a positive finite noise level")
         mask = np.zeros((n, t), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
         if mask.shape != (n, t):
-            raise InputError(f"hmm: mask shape {mask.shape} does not match x shape {x.shape}")
+            raise ValueError(f"hmm: mask shape {mask.shape} does not match x shape {x.shape}")
         for lo in range(0, n, 256):  # in blocks: the temporaries of a whole cohort are large
             bad = ~np.isfinite(x[lo:lo + 256])
             bad &= ~mask[lo:lo + 256]
             if bad.any():
                 r, c = np.argwhere(bad)[0]
-                raise InputError(f"hmm: x is not finite at sample {lo + r}, bin {c} and that bin is not masked")
+                raise ValueError(f"hmm: x is not finite at sample {lo + r}, bin {c} and that bin is not masked")
         return x, sd, mask
 
     def _decode_batch(self, x, sd, mask, states, post, loglik, want: int) -> None:
@@ -275,16 +264,17 @@ class GaussianHMM(BatchedHMM):
     def __init__(self, means=CN_STATES, self_transition: float = 0.8, start_prob=None, **kwargs):
         means = np.asarray(means, dtype=np.float64)
         if means.ndim != 1 or means.size < 2 or not np.all(np.isfinite(means)):
-            raise InputError(f"hmm: means must be a 1-D array of at least 2 finite values, got {means}")
+            raise ValueError(f"hmm: means must be a 1-D array of at least 2 finite values, got {means}")
         super().__init__(means.size, self_transition, start_prob, **kwargs)
-        self.means = means
+        self.means = means                 # as given (the EM prior); never changed by a fit
+        self.means_ = means.copy()         # fitted state means used for decoding (= means until a fit)
 
     def log_emission(self, x, sd, mask=None):
         """Gaussian log-densities log N(x; mean_k, sd²), (n_samples, n_bins, K) in ``dtype``; 0 where masked."""
         x = np.asarray(x, dtype=np.float64)
         var = np.maximum(np.asarray(sd, dtype=np.float64), _MIN_SD)[:, None, None] ** 2
         xv = np.where(mask, 0.0, x) if mask is not None else x
-        logp = -0.5 * (LOG_2PI + np.log(var) + (xv[:, :, None] - self.means) ** 2 / var)
+        logp = -0.5 * (LOG_2PI + np.log(var) + (xv[:, :, None] - self.means_) ** 2 / var)
         if mask is not None:
             logp[mask] = 0.0
         return logp.astype(self.dtype, copy=False)
@@ -295,7 +285,7 @@ class GaussianHMM(BatchedHMM):
         # fused: the Gaussian densities are computed inside the kernel, never stored (n, T, K)
         st, pp = self._kernel_outputs(x.shape[0], states, post)
         _decode_gaussian(np.ascontiguousarray(x, dtype=np.float64), np.asarray(sd, np.float64),
-                         np.ascontiguousarray(mask), self.means, self._log_start(), self.self_transition,
+                         np.ascontiguousarray(mask), self.means_, self._log_start(), self.self_transition,
                          self.move_prob, states is not None, want, st, pp, loglik, _chunk_bounds(x.shape[0]),
                          self.dtype == np.float32)
         self._copy_back(post, pp)
@@ -307,7 +297,7 @@ class GaussianHMM(BatchedHMM):
         Each sample's statistics are weighted by its precision 1/sd². The means get a
         conjugate prior centred on ``prior_means`` worth ``prior_weight`` bins (at the
         median precision), so a state no sample occupies keeps its mean, and they stay in CN order.
-        ``self.means`` is updated; returns the new sd (n_samples,) (copy-ratio units).
+        ``self.means_`` is updated; returns the new sd (n_samples,) (copy-ratio units).
         """
         # samples differ in noise: the ML pooled mean weights each sample by its precision
         precision = 1.0 / np.asarray(sd, dtype=np.float64) ** 2
@@ -315,28 +305,43 @@ class GaussianHMM(BatchedHMM):
         num = (stats[..., 1] * precision[:, None]).sum(0) + prior_precision * prior_means
         den = (stats[..., 0] * precision[:, None]).sum(0) + prior_precision
         means = num / den
-        self.means = np.maximum.accumulate(means)  # a state mean may not overtake its neighbour
+        self.means_ = np.maximum.accumulate(means)  # a state mean may not overtake its neighbour
         n_k, s_x, s_xx = stats[..., 0], stats[..., 1], stats[..., 2]
-        resid = (s_xx - 2 * self.means * s_x + self.means ** 2 * n_k).sum(1)
+        resid = (s_xx - 2 * self.means_ * s_x + self.means_ ** 2 * n_k).sum(1)
         n_used = n_k.sum(1)
         new_sd = np.sqrt(np.maximum(resid, 0) / np.maximum(n_used, 1))
         return np.maximum(np.where(n_used > 1, new_sd, sd), 1e-3)
 
-    def fit_em(self, x, sd, mask=None, n_iter: int = 1, prior_weight: float = 100.0):
+    def fit_em(self, x, sd, mask=None, n_iter: int = 1, prior_weight: float = 100.0) -> "EMRecord":
         """Refine the state means (pooled over samples) and each sample's sd by Baum–Welch.
 
-        Transitions are not re-estimated (see :meth:`em_update`). Returns the refined
-        sd (n_samples,) and the total log-likelihood before each iteration.
+        Starts from the constructor's ``means`` every time (a second fit does not compound the
+        first), leaves the result in ``means_``; transitions are not re-estimated (see
+        :meth:`em_update`). Returns an :class:`EMRecord`.
         """
         x, sd, mask = self._check(x, sd, mask)
         sd = sd.copy()
-        prior = self.means.copy()
+        self.means_ = self.means.copy()
         history = []
         for _ in range(int(n_iter)):
             stats, loglik = self.sufficient_statistics(x, sd, mask)
             history.append(float(loglik.sum()))
-            sd = self.em_update(stats, sd, prior, prior_weight)
-        return sd, history
+            sd = self.em_update(stats, sd, self.means, prior_weight)
+        return EMRecord(sd=sd, log_likelihood=history, means=self.means_.copy())
+
+
+@dataclass
+class EMRecord:
+    """What :meth:`GaussianHMM.fit_em` did: the refined per-sample sd (copy-ratio units), the total
+    log-likelihood before each iteration, and the fitted state means."""
+
+    sd: np.ndarray
+    log_likelihood: list[float]
+    means: np.ndarray
+
+    @property
+    def n_iter(self) -> int:
+        return len(self.log_likelihood)
 
 
 # ---------------------------------------------------------------------- numba kernels

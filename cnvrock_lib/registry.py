@@ -7,13 +7,11 @@ listing the known ones (checked in ``params``).
 
 from __future__ import annotations
 
-import importlib
-
 # module key -> {registered name: "module:attribute"}
 REGISTRY: dict[str, dict[str, str]] = {
     "architecture": {"06_conv_vae": "cnvrock_lib.model:ConvVAE"},
     "hmm": {"02_gaussian_hmm": "cnvrock_lib.hmm:GaussianHMM"},
-    "cnv": {"06_gene_cnv_caller": "cnvrock_lib.call:call_chromosomal_genes"},
+    "cnv": {"06_gene_cnv_caller": "cnvrock_lib.calling:call_genes"},
     "evaluation": {"04_kpsc_evaluation": "cnvrock_lib.evaluate:evaluate"},
 }
 
@@ -22,8 +20,3 @@ def known_names(key: str) -> list[str]:
     """Registered names for a module key (``architecture``, ``hmm``, ``cnv``, ``evaluation``)."""
     return sorted(REGISTRY[key])
 
-
-def resolve(key: str, name: str):
-    """Import and return the object registered as ``name`` under ``key``."""
-    module_name, attribute = REGISTRY[key][name].split(":")
-    return getattr(importlib.import_module(module_name), attribute)

@@ -17,6 +17,7 @@ benchmarks; :func:`segment_cohort` is the stage, reading the store and
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +27,14 @@ from scipy import stats as _scipy_stats
 
 from .atomic import atomic_path, write_json, write_parquet, write_tsv
 from .errors import InputError, StoreError
-from .hmm import CN_STATES, GaussianHMM
+from .copy_number import CN1_STATE, CN_STATES
+from .geometry import contig_starts
+from .hmm import GaussianHMM
+from .truth import segmentation_accuracy, truth_cn_per_bin
 from .params import Params
 from .progress import stderr_logger
 from .store import open_store
 
-CN1_STATE = CN_STATES.index(1.0)
 # Floor of the per-sample noise (copy-ratio units): a noiseless sample would
 # otherwise make every state but the nearest one impossible.
 MIN_NOISE_SD = 0.02
@@ -69,12 +72,9 @@ def copy_ratios(counts: np.ndarray, expected: np.ndarray, low_cov_threshold: flo
         mask = ~np.isfinite(expected) | (expected < low_cov_threshold) | (expected <= 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         raw = np.where(mask, np.nan, counts / np.where(mask, 1.0, expected))
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-masked samples have no median
-            med = np.nanmedian(raw, axis=1)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-masked samples have no median
+        med = np.nanmedian(raw, axis=1)
     # a sample whose usable median is 0 (almost all deleted) cannot be re-centred; keep it raw
     scale = np.where(np.isfinite(med) & (med > 0), med, 1.0)
     return (raw / scale[:, None]).astype(np.float32), mask
@@ -95,8 +95,6 @@ def noise_sd(ratios: np.ndarray, mask: np.ndarray, method: str = "level", floor:
     Samples with fewer than 3 usable bins (pairs) get NaN. Returns float64 (n_samples,),
     at least ``floor``.
     """
-    import warnings
-
     r = np.asarray(ratios, dtype=np.float64)
     mask = np.asarray(mask, bool)
     if method == "level":
@@ -119,12 +117,6 @@ def noise_sd(ratios: np.ndarray, mask: np.ndarray, method: str = "level", floor:
             centre = np.nanmedian(near, axis=1)
             sd = 1.4826 * np.nanmedian(np.abs(near - centre[:, None]), axis=1) / _MAD_TRUNCATION_3SD
     return np.where(enough, np.maximum(sd, floor), np.nan)
-
-
-def contig_starts(bins: np.ndarray) -> np.ndarray:
-    """Bool (n_bins,): True at the first bin of each contig (where a new HMM chain starts)."""
-    chrom = bins["chrom"]
-    return np.concatenate([[True], chrom[1:] != chrom[:-1]])
 
 
 def segments_from_states(states: np.ndarray, posteriors: np.ndarray, ratios: np.ndarray, mask: np.ndarray,
@@ -217,134 +209,6 @@ def decode_contigs(model: GaussianHMM, ratios: np.ndarray, sd: np.ndarray, mask:
     return states, post, loglik
 
 
-# ---------------------------------------------------------------------- truth and accuracy
-def truth_cn_per_bin(truth: pd.DataFrame, bins: np.ndarray, sample_ids) -> np.ndarray:
-    """True copy number per bin from a truth segment table (CN 1 outside its segments).
-
-    ``truth`` has ``sample_id chrom start end cn`` (bp, 1-based inclusive). A bin
-    takes the CN of the segment covering its midpoint. Returns float64 (n_samples, n_bins).
-    """
-    ids = np.asarray(sample_ids).astype(str)
-    out = np.ones((ids.size, bins.shape[0]), dtype=np.float64)
-    index = {s: i for i, s in enumerate(ids)}
-    mid = (bins["start"] + bins["end"]) // 2
-    chrom = bins["chrom"]
-    for (sample, contig), grp in truth.groupby(["sample_id", "chrom"], sort=False):
-        i = index.get(str(sample))
-        if i is None:
-            continue
-        on = np.flatnonzero(chrom == contig)
-        if on.size == 0:
-            continue
-        m = mid[on]
-        for start, end, cn in grp[["start", "end", "cn"]].itertuples(index=False):
-            lo, hi = np.searchsorted(m, [start, end + 1])
-            out[i, on[lo:hi]] = cn
-    return out
-
-
-def nearest_state(cn: np.ndarray, cn_values=CN_STATES) -> np.ndarray:
-    """Index of the state whose CN is nearest to ``cn`` (CN above 3 maps to the CN-3 state)."""
-    values = np.asarray(cn_values, dtype=np.float64)
-    return np.abs(np.asarray(cn, dtype=np.float64)[..., None] - values).argmin(-1).astype(np.int8)
-
-
-def segmentation_accuracy(states: np.ndarray, mask: np.ndarray, truth_cn: np.ndarray, bins: np.ndarray,
-                          cn_values=CN_STATES, max_distance_bins: int = 10) -> dict:
-    """Bin-level and breakpoint accuracy of called states against the true copy number.
-
-    Parameters
-    ----------
-    states : int (n_samples, n_bins) called states.
-    mask : bool (n_samples, n_bins), True where masked.
-    truth_cn : float (n_samples, n_bins) true CN per bin (:func:`truth_cn_per_bin`).
-    bins : the store's bins (breakpoints are not counted across contigs).
-    max_distance_bins : a true breakpoint counts as found when a called one lies within this many bins.
-
-    Returns
-    -------
-    dict with ``bin_accuracy`` (all bins) and ``bin_accuracy_usable`` (unmasked bins): the
-    fraction whose called state is the nearest state to the true CN; ``recall_by_class``
-    and ``precision_by_class`` for loss (true CN < 1), normal (CN 1) and gain (CN > 1)
-    on usable bins; ``breakpoints_true``, ``breakpoints_found`` (within ``max_distance_bins``),
-    ``breakpoint_error_median_bp`` and ``breakpoint_error_p90_bp`` (distance from each found
-    true breakpoint to the nearest called one), ``breakpoints_called_per_sample`` and
-    ``breakpoint_precision`` (fraction of called breakpoints within ``max_distance_bins`` of a true one).
-    """
-    states = np.asarray(states)
-    usable = ~np.asarray(mask, bool)
-    target = nearest_state(truth_cn, cn_values)
-    right = states == target
-    cn = np.asarray(cn_values)[states]
-
-    def klass(c):
-        return np.where(c < 1, 0, np.where(c > 1, 2, 1))
-
-    called, true = klass(cn), klass(np.asarray(truth_cn))
-    recall, precision = {}, {}
-    for k, name in enumerate(("loss", "normal", "gain")):
-        t_k, c_k = (true == k) & usable, (called == k) & usable
-        recall[name] = float((t_k & c_k).sum() / t_k.sum()) if t_k.any() else float("nan")
-        precision[name] = float((t_k & c_k).sum() / c_k.sum()) if c_k.any() else float("nan")
-    new_chain = contig_starts(bins)[1:]
-    true_bp = (target[:, 1:] != target[:, :-1]) & ~new_chain
-    call_bp = (states[:, 1:] != states[:, :-1]) & ~new_chain
-    # called breakpoints with a true one within max_distance_bins (over-segmentation shows here)
-    near_true = 0
-    for i in np.flatnonzero(call_bp.any(1)):
-        true_pos = np.flatnonzero(true_bp[i])
-        if true_pos.size:
-            called_pos = np.flatnonzero(call_bp[i])
-            j = np.clip(np.searchsorted(true_pos, called_pos), 1, true_pos.size) - 1
-            d = np.minimum(np.abs(true_pos[j] - called_pos),
-                           np.abs(true_pos[np.minimum(j + 1, true_pos.size - 1)] - called_pos))
-            near_true += int((d <= max_distance_bins).sum())
-    distances = []
-    for i in np.flatnonzero(true_bp.any(1)):
-        called_pos = np.flatnonzero(call_bp[i])
-        true_pos = np.flatnonzero(true_bp[i])
-        if called_pos.size == 0:
-            distances.append(np.full(true_pos.size, np.inf))
-            continue
-        j = np.clip(np.searchsorted(called_pos, true_pos), 1, called_pos.size) - 1
-        d = np.minimum(np.abs(called_pos[j] - true_pos),
-                       np.abs(called_pos[np.minimum(j + 1, called_pos.size - 1)] - true_pos))
-        distances.append(d.astype(float))
-    dist = np.concatenate(distances) if distances else np.zeros(0)
-    found = dist[dist <= max_distance_bins]
-    bin_bp = float(np.median(bins["end"] - bins["start"] + 1))
-    return {
-        "n_samples": int(states.shape[0]),
-        "bin_accuracy": float(right.mean()),
-        "bin_accuracy_usable": float(right[usable].mean()) if usable.any() else float("nan"),
-        "recall_by_class": recall,
-        "precision_by_class": precision,
-        "breakpoints_true": int(dist.size),
-        "breakpoints_found": int(found.size),
-        "breakpoint_error_median_bp": float(np.median(found) * bin_bp) if found.size else float("nan"),
-        "breakpoint_error_p90_bp": float(np.percentile(found, 90) * bin_bp) if found.size else float("nan"),
-        "breakpoints_called_per_sample": float(call_bp.sum() / states.shape[0]),
-        "breakpoint_precision": float(near_true / call_bp.sum()) if call_bp.any() else float("nan"),
-    }
-
-
-def state_confusion(states: np.ndarray, mask: np.ndarray, truth_cn: np.ndarray, cn_values=CN_STATES) -> pd.DataFrame:
-    """Usable bins by true state (rows: nearest state to the true CN) and called state (columns).
-
-    Each row is normalised to sum to 1; the ``bins`` column holds the row's count.
-    """
-    usable = ~np.asarray(mask, bool)
-    true = nearest_state(truth_cn, cn_values)[usable].astype(np.int64)
-    called = np.asarray(states)[usable].astype(np.int64)
-    k = len(cn_values)
-    counts = np.bincount(true * k + called, minlength=k * k).reshape(k, k).astype(float)
-    names = [f"CN {c:g}" for c in cn_values]
-    frame = pd.DataFrame(counts / np.maximum(counts.sum(1, keepdims=True), 1), index=[f"true {n}" for n in names],
-                         columns=[f"called {n}" for n in names])
-    frame["bins"] = counts.sum(1).astype(np.int64)
-    return frame[frame["bins"] > 0]
-
-
 # ---------------------------------------------------------------------- the stage
 @dataclass
 class SegmentResult:
@@ -417,8 +281,6 @@ def _prepare_batch(store, expected, rows: slice, threshold: float, noise_method:
     counts = np.asarray(store.counts[rows], dtype=np.float64)
     ratios, mask = copy_ratios(counts, np.asarray(expected[rows]), threshold)
     sd = noise_sd(ratios, mask, noise_method)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         depth = np.nanmedian(np.where(mask, np.nan, counts), axis=1)
@@ -490,10 +352,10 @@ def segment_cohort(params: Params, log=None, noise_method: str = "level") -> Seg
     seconds = time.perf_counter() - t0
     write_json(files["summary"], {
         "n_samples": int(n), "n_bins": int(t), "n_segments": int(len(segments)),
-        "qc_pass": int(qc["qc_pass"].sum()), "means": model.means.tolist(), "em_iterations": int(params.hmm_em_iterations),
+        "qc_pass": int(qc["qc_pass"].sum()), "means": model.means_.tolist(), "em_iterations": int(params.hmm_em_iterations),
         "em_log_likelihood": history, "noise_method": noise_method, "backend": model.backend, "device": model.device, "seconds": round(seconds, 2),
     })
-    return SegmentResult(out, store.sample_ids, bins, qc, len(segments), model.means.copy(), history, seconds,
+    return SegmentResult(out, store.sample_ids, bins, qc, len(segments), model.means_.copy(), history, seconds,
                          model.backend, model.device, files)
 
 
@@ -517,7 +379,7 @@ def _cohort_em(model: GaussianHMM, ratios_all, sds, bins, params: Params, batch:
                 total += float(ll.sum())
         history.append(total)
         sds = model.em_update(stats, sds, prior)
-        log(f"stage 02: EM iteration {it + 1}: log-likelihood {total:.6g}, means {np.round(model.means, 3).tolist()}")
+        log(f"stage 02: EM iteration {it + 1}: log-likelihood {total:.6g}, means {np.round(model.means_, 3).tolist()}")
     return sds, history
 
 
@@ -562,24 +424,6 @@ def state_occupancy(states: np.ndarray, mask: np.ndarray | None = None, chunk: i
 
 
 # ---------------------------------------------------------------------- report helpers
-def load_result(params: Params) -> SegmentResult:
-    """The stage-02 artefacts already in ``out_dir`` as a :class:`SegmentResult` (no recomputation)."""
-    import json
-
-    out = params.out_path
-    files = {name: out / f"{name}.npy" for name in ("copy_ratios", "states", "state_posteriors")}
-    files.update(segments=out / "segments.parquet", qc=out / "sample_qc.tsv", summary=out / "segment_summary.json")
-    for path in files.values():
-        if not path.is_file():
-            raise InputError(f"{path} not found; run stage 02 (segment_cohort) first")
-    store = open_store(params.store_path, check_values=False)
-    summary = json.loads(files["summary"].read_text())
-    qc = pd.read_csv(files["qc"], sep="\t", dtype={"sample_id": str})
-    return SegmentResult(out, store.sample_ids, store.bins, qc, int(summary["n_segments"]),
-                         np.asarray(summary["means"]), summary.get("em_log_likelihood", []),
-                         float(summary["seconds"]), summary["backend"], summary["device"], files)
-
-
 def summary_table(result: SegmentResult) -> pd.DataFrame:
     """One-column overview of a run: samples, bins, segments, QC, state means, backend, time."""
     qc = result.qc

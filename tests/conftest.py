@@ -52,6 +52,10 @@ def smoke_run(smoke_params_path, smoke_params):
     """The whole smoke chain run once through the runner (papermill + nbconvert)."""
     from cnvrock_lib.run import run_tier
 
+    from artefact_digests import tier_digests
+
     outcomes = run_tier(smoke_params_path)
+    # digests as the chain first wrote them (later tests rerun notebooks in this out_dir)
     return {"params_path": smoke_params_path, "params": smoke_params, "outcomes": outcomes,
-            "out_dir": smoke_params.out_path, "reports_root": Path(smoke_params.report_dir).parent}
+            "out_dir": smoke_params.out_path, "reports_root": Path(smoke_params.report_dir).parent,
+            "digests": tier_digests(smoke_params.out_path)}

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from cnvrock_lib import baselines as B
-from cnvrock_lib import call
+from cnvrock_lib import calling, geometry
 from cnvrock_lib.errors import InputError
 from cnvrock_lib.reference import make_bins
 
-RULE = call.ChromRule()
+RULE = calling.chromosomal.ChromRule()
 
 
 def _panel(start: int, end: int, contig: str = "chr") -> pd.DataFrame:
@@ -33,7 +33,7 @@ def test_bin_start_rule_drops_the_bin_a_gene_starts_inside():
     bins = make_bins({"chr": 10_000})
     idx, w = B.bin_start_gene_bins(bins, "chr", 2_501, 4_200)   # bins 2501-3000 (start 2001), 3001-4000, 4001-4200
     assert idx.tolist() == [3, 4] and w.tolist() == [1, 1]
-    overlap, _ = call.gene_bin_weights(bins, "chr", 2_501, 4_200)
+    overlap, _ = geometry.gene_bin_weights(bins, "chr", 2_501, 4_200)
     assert overlap.tolist() == [2, 3, 4]
     idx, _ = B.bin_start_gene_bins(bins, "chr", 2_100, 2_900)    # inside one bin it does not start
     assert idx.size == 0

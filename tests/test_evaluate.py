@@ -501,3 +501,15 @@ def test_plots_return_figures(cohort):
     empty = pe.st_heatmap(result.by_st.iloc[0:0])
     assert isinstance(empty, Figure)
     plt.close(empty)
+
+
+def test_mcc_from_counts_is_sklearns_mcc():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        t = rng.integers(0, 2, 60)
+        p = np.where(rng.random(60) < 0.7, t, 1 - t)
+        tp, fp = int(((t == 1) & (p == 1)).sum()), int(((t == 0) & (p == 1)).sum())
+        fn, tn = int(((t == 1) & (p == 0)).sum()), int(((t == 0) & (p == 0)).sum())
+        assert ev.mcc_from_counts(tp, fp, fn, tn) == pytest.approx(matthews_corrcoef(t, p), abs=1e-12)
+    assert np.isnan(ev.mcc_from_counts(0, 3, 0, 5))       # truth has one class: undefined
+    assert ev.mcc_from_counts(4, 3, 0, 0) == 0.0          # prediction has one class: sklearn's 0

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from cnvrock_lib.errors import InputError
-from cnvrock_lib.hmm import CN_STATES, GaussianHMM, uniform_transmat
+from cnvrock_lib.copy_number import CN_STATES
+from cnvrock_lib.hmm import GaussianHMM, uniform_transmat
 
 hmmlearn = pytest.importorskip("hmmlearn.hmm")
 
@@ -152,15 +152,16 @@ def test_em_moves_means_towards_the_data():
     truth[:, 300:400] = 2.0
     x = 0.92 * truth + 0.08 * rng.standard_normal((n, t))  # baseline biased low, true sd 0.08
     model = GaussianHMM()
-    sd, history = model.fit_em(x, np.full(n, 0.3), n_iter=4)
-    assert model.means[2] == pytest.approx(0.92, abs=0.01)
-    assert model.means[4] == pytest.approx(1.84, abs=0.03)
+    record = model.fit_em(x, np.full(n, 0.3), n_iter=4)
+    sd, history = record.sd, record.log_likelihood
+    assert model.means_[2] == pytest.approx(0.92, abs=0.01)
+    assert model.means_[4] == pytest.approx(1.84, abs=0.03)
     np.testing.assert_allclose(sd, 0.08, rtol=0.15)
     # Baum-Welch raises the likelihood (up to the small pull of the prior on the means)
     assert history[-1] > history[0]
     assert np.all(np.diff(history) > -1e-3 * abs(history[-1]))
-    assert np.all(np.diff(model.means) >= 0)
-    assert model.means[0] == pytest.approx(0.0, abs=0.05)  # unoccupied states keep their prior mean
+    assert np.all(np.diff(model.means_) >= 0)
+    assert model.means_[0] == pytest.approx(0.0, abs=0.05)  # unoccupied states keep their prior mean
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -172,14 +173,27 @@ def test_em_moves_means_towards_the_data():
 def test_bad_input_is_named(bad, match):
     args = dict(x=np.ones((2, 3)), sd=np.array([0.1, 0.1]), mask=None)
     args.update(bad)
-    with pytest.raises(InputError, match=match):
+    with pytest.raises(ValueError, match=match):
         GaussianHMM().decode(args["x"], args["sd"], args["mask"])
 
 
 def test_bad_model_settings_are_named():
-    with pytest.raises(InputError, match="self_transition"):
+    with pytest.raises(ValueError, match="self_transition"):
         GaussianHMM(self_transition=1.0)
-    with pytest.raises(InputError, match="start_prob"):
+    with pytest.raises(ValueError, match="start_prob"):
         GaussianHMM(start_prob=[0.5, 0.5])
-    with pytest.raises(InputError, match="backend"):
+    with pytest.raises(ValueError, match="backend"):
         GaussianHMM(backend="jax")
+
+
+def test_em_fit_keeps_constructor_means_and_does_not_compound():
+    """hmmlearn style: ``means`` stay as given, the fit lands in ``means_``; a second fit equals the first."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(0.92, 0.05, (4, 300)), rng.normal(1.84, 0.05, (4, 300))], axis=1)
+    model = GaussianHMM(CN_STATES, 0.9, backend="numba")
+    first = model.fit_em(x, np.full(4, 0.1), n_iter=3)
+    assert model.means.tolist() == list(CN_STATES)
+    second = model.fit_em(x, np.full(4, 0.1), n_iter=3)
+    np.testing.assert_array_equal(first.means, second.means)
+    np.testing.assert_array_equal(model.means_, second.means)
+    assert second.n_iter == 3 and model.means_[2] != 1.0

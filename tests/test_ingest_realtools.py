@@ -245,7 +245,7 @@ def test_stages_02_03_on_stores_built_from_real_tools(toy, tmp_path):
     the toy genome's known expectation: uniform depth, i.e. each sample's median per bin.
     """
     segment = pytest.importorskip("cnvrock_lib.segment")
-    from cnvrock_lib import call, normalise
+    from cnvrock_lib import calling, normalise
     from cnvrock_lib.atomic import save_npy
     from cnvrock_lib.params import load_params
 
@@ -285,7 +285,7 @@ def test_stages_02_03_on_stores_built_from_real_tools(toy, tmp_path):
           f"CN {s1_amp['cn'].iloc[0]:g} (mean ratio {s1_amp['mean_ratio'].iloc[0]:.2f}); S2 segments "
           + ", ".join(f"{r.start}-{r.end} CN {r.cn:g} ({r.mean_ratio:.2f})" for r in s2.itertuples()))
 
-    result = call.call_genes(params)
+    result = calling.stage.call_genes(params)
     chrom_calls = result.gene_calls.set_index("sample_id")
     print("[figures] stage 03 on BAM stores: toyAMP CRR S1 "
           f"{chrom_calls.loc['S1', 'crr']:.2f} ({chrom_calls.loc['S1', 'label']}), S2 "

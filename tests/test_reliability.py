@@ -233,10 +233,10 @@ def test_plasmid_store_with_other_samples_is_reported_and_called_as_missing(coho
     assert any("3 chromosome-store sample(s) are not in the plasmid store" in m and
                "3 plasmid-store sample(s) are not in the chromosome store" in m for m in messages)
 
-    from cnvrock_lib import call
+    from cnvrock_lib import calling
 
     medians = np.full(N_SAMPLES, 600.0)
-    calls, _ = call.call_plasmid_genes(params, np.asarray(ids), medians)
+    calls, _ = calling.stage.call_plasmid_genes(params, np.asarray(ids), medians)
     missing = calls[calls["sample_id"].isin(ids[:3])]
     assert len(missing) and (missing["call"] == -1).all() and (missing["status"] == "no_plasmid_counts").all()
     assert not calls["sample_id"].isin(["ERR900", "ERR901", "ERR902"]).any()
@@ -266,7 +266,7 @@ def test_all_zero_and_low_depth_samples_are_flagged_not_crashed(cohort):
     params = load_params(cohort["tier"](store_path=str(chrom)))
     _stage02_inputs(cohort, params)
 
-    from cnvrock_lib import call, segment
+    from cnvrock_lib import calling, segment
 
     segment.segment_cohort(params)
     qc = pd.read_csv(params.out_path / "sample_qc.tsv", sep="\t").set_index("sample_id")
@@ -275,7 +275,7 @@ def test_all_zero_and_low_depth_samples_are_flagged_not_crashed(cohort):
     ratios = np.load(params.out_path / "copy_ratios.npy")
     assert np.isnan(ratios[:2]).all() and not np.isinf(ratios).any()
 
-    result = call.call_genes(params)
+    result = calling.stage.call_genes(params)
     g = result.gene_calls.set_index("sample_id")
     assert (g.loc[["SRR000", "SRR001"], "call"] == -1).all()
     assert (g.loc[["SRR000", "SRR001"], "status"] == "qc_fail").all()
@@ -291,9 +291,9 @@ def test_stage01_trains_with_an_all_zero_sample(cohort):
     params = load_params(cohort["tier"](store_path=str(chrom), epochs=2, batch_size=8, warmup_epochs=1,
                                         aux_warmup_epochs=1, conv_channels=[4, 4, 4], aux_n_blocks=8,
                                         num_threads=1))
-    from cnvrock_lib import train
+    from cnvrock_lib import training
 
-    train.train_vae(params, progress=False, log=lambda m: None)
+    training.train_vae(params, progress=False, log=lambda m: None)
     assert np.load(params.out_path / "medians.npy")[0] == 1.0
     recon = np.load(params.out_path / "reconstructions.npy")
     assert recon.shape == (N_SAMPLES, N_BINS) and np.isfinite(recon).all()
@@ -317,16 +317,16 @@ def test_copy_ratios_from_another_store_are_refused_by_stage03(cohort):
     out.mkdir(parents=True)
     for name, dtype in (("copy_ratios.npy", np.float32), ("states.npy", np.int8), ("state_posteriors.npy", np.float32)):
         atomic.save_npy(out / name, np.ones((N_SAMPLES + 2, N_BINS), dtype))
-    from cnvrock_lib import call
+    from cnvrock_lib import calling
 
     with pytest.raises(InputError, match=r"copy_ratios.npy has shape \(26, 400\); expected \(24, 400\)"):
-        call.call_genes(params)
+        calling.stage.call_genes(params)
 
 
 # ----------------------------------------------------------------------------- ground truth and metadata
 def _calls(out: Path, ids: list[str]) -> None:
     """Minimal stage-03 tables (columns of docs/ARCHITECTURE.md) for ``ids``: blaSHV normal, famA present."""
-    from cnvrock_lib.call import GENE_CALL_COLUMNS, PLASMID_CALL_COLUMNS
+    from cnvrock_lib.calling import GENE_CALL_COLUMNS, PLASMID_CALL_COLUMNS
 
     out.mkdir(parents=True, exist_ok=True)
     n = len(ids)

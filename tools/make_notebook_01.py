@@ -26,28 +26,28 @@ ablation."""),
 Hold-out samples (`holdout_ids_path`) are neither trained on nor validated on; a seeded
 validation split drives early stopping (never before the warm-ups end). A rerun with
 the same params resumes from `checkpoint_last.pth`."""),
-    ("code", "from cnvrock_lib import train\nfrom cnvrock_lib.plots import training as training_plots\n\n"
-             "result = train.train_vae(prm)\ntrain.summary_table(result.summary)"),
+    ("code", "from cnvrock_lib import training\nfrom cnvrock_lib.plots import training as training_plots\n\n"
+             "result = training.train_vae(prm)\ntrain.summary_table(result.summary)"),
     ("md", """## Loss curves
 
 Total loss on training and validation samples, each term, and the β and aux-weight
 warm-up schedules. The red line marks the epoch whose weights were kept."""),
-    ("code", "log = train.load_training_log(prm.out_path)\n"
+    ("code", "log = training.load_training_log(prm.out_path)\n"
              "training_plots.loss_curves(log, result.summary['best_epoch']);"),
     ("md", """## Latent space
 
 PCA of the latent means of every sample (hold-out included, open circles), coloured by
 sequence type and species from the metadata (samples without metadata: `unknown`).
 Lineages with their own deletions should separate."""),
-    ("code", "latent_table, explained = train.latent_pca_table(prm)\n"
+    ("code", "latent_table, explained = training.latent_pca_table(prm)\n"
              "training_plots.latent_pca(latent_table, explained);"),
     ("md", """## Observed vs expected depth
 
 A typical sample never trained on, the worst-reconstructed sample, and the sample with the
 strongest local excess over its reconstruction (a sample-specific amplification that
 the expected depth should leave flat)."""),
-    ("code", "errors = train.reconstruction_error(prm)\n"
-             "training_plots.reconstruction_examples(train.example_tracks(prm, errors));"),
+    ("code", "errors = training.reconstruction_error(prm)\n"
+             "training_plots.reconstruction_examples(training.example_tracks(prm, errors));"),
     ("code", "errors.groupby('split')['median_abs_log2'].describe()"
              ".rename(columns=lambda c: f'{c} |log2 obs/exp|')"),
 ]

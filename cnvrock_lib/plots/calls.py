@@ -109,7 +109,7 @@ def dosage_by_st(calls: pd.DataFrame, value: str = "crr", genes: list[str] | Non
                  max_sts: int = 15, min_n: int = 5) -> Figure:
     """Dosage (``crr`` or ``pcn``, copies) per sequence type: one box per ST with the samples as points.
 
-    ``calls`` carries an ``ST`` column (:func:`cnvrock_lib.call.with_metadata`); STs are
+    ``calls`` carries an ``ST`` column (:func:`cnvrock_lib.calling.report.with_metadata`); STs are
     ordered by size, the largest ``max_sts`` with at least ``min_n`` samples shown.
     Points are coloured by call label; zero PCN is drawn at ``LOG_FLOOR``.
     """
@@ -149,7 +149,7 @@ def dosage_by_st(calls: pd.DataFrame, value: str = "crr", genes: list[str] | Non
 def depth_tracks(tracks: pd.DataFrame, calls: pd.DataFrame | None = None) -> Figure:
     """Copy ratio (points) and HMM state CN (line) around a gene, one panel per sample.
 
-    ``tracks`` comes from :func:`cnvrock_lib.call.depth_tracks`; the gene is shaded,
+    ``tracks`` comes from :func:`cnvrock_lib.calling.report.depth_tracks`; the gene is shaded,
     bins of the gene filled. With ``calls`` (gene_calls rows) the CRR and interval
     are given in the panel title.
     """

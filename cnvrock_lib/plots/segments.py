@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
-from ..hmm import CN_STATES
+from ..copy_number import CN_STATES
 
 # one colour per state, CN 0 (red) through CN 1 (grey) to CN 3 (dark blue)
 STATE_COLOURS = ("#c0392b", "#f39c12", "#bdc3c7", "#7fb3d5", "#2e86c1", "#1b2631")
@@ -157,18 +157,5 @@ def qc_distribution(qc: pd.DataFrame, min_cn1_proportion: float) -> Figure:
     axes[1].set_xlabel("median depth (reads per usable bin)")
     axes[1].set_ylabel("noise sd (copy ratio)")
     axes[1].set_title("noise vs depth (red: failed QC)")
-    fig.tight_layout()
-    return fig
-
-
-def accuracy_by_em(table: pd.DataFrame) -> Figure:
-    """Bin accuracy and breakpoint error against the number of EM iterations (from the docs' evaluation)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    axes[0].plot(table["em_iterations"], table["bin_accuracy_usable"], "o-")
-    axes[0].set_xlabel("EM iterations")
-    axes[0].set_ylabel("bin accuracy (usable bins)")
-    axes[1].plot(table["em_iterations"], table["breakpoint_error_median_bp"], "o-", color="C1")
-    axes[1].set_xlabel("EM iterations")
-    axes[1].set_ylabel("median breakpoint error (bp)")
     fig.tight_layout()
     return fig

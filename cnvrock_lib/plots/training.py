@@ -56,7 +56,7 @@ def _categories(values: pd.Series, max_categories: int) -> pd.Series:
 def latent_pca(table: pd.DataFrame, explained: np.ndarray, max_categories: int = 10) -> Figure:
     """PC1 vs PC2 of the latent means, coloured by ST (left) and species (right).
 
-    ``table`` comes from :func:`cnvrock_lib.train.latent_pca_table`; hold-out
+    ``table`` comes from :func:`cnvrock_lib.training.report.latent_pca_table`; hold-out
     samples (never trained on) are drawn as open circles.
     """
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
@@ -83,7 +83,7 @@ def latent_pca(table: pd.DataFrame, explained: np.ndarray, max_categories: int =
 def reconstruction_examples(examples: dict) -> Figure:
     """Observed reads per bin (dots) and the VAE's expected depth (line) along the chromosome.
 
-    ``examples`` comes from :func:`cnvrock_lib.train.example_tracks`: ``position_mb``,
+    ``examples`` comes from :func:`cnvrock_lib.training.report.example_tracks`: ``position_mb``,
     ``observed`` and ``expected`` (samples x bins, reads), ``sample_ids`` and ``labels``.
     """
     obs, exp = examples["observed"], examples["expected"]

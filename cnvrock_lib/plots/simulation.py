@@ -194,7 +194,7 @@ def plasmid_pcn_figure(data: CohortData) -> Figure:
     fig, ax = plt.subplots(figsize=(11, 4.2))
     rng = np.random.default_rng(0)
     for k, r in enumerate(panel.itertuples()):
-        pcn = S._region_pcn(data.plasmid, data.plasmid_bins, r.contig, int(r.start), int(r.end), data.medians)
+        pcn = S.region_pcn(data.plasmid, data.plasmid_bins, r.contig, int(r.start), int(r.end), data.medians)
         car = normal & (member[r.gene].to_numpy() > 0)
         non = normal & (family[world.gene_family[r.gene]].to_numpy() == 0)
         for sel, dx, colour in ((non, -0.18, "tab:blue"), (car, 0.18, "tab:red")):

@@ -13,7 +13,8 @@ from ..errors import InputError
 from ..reference import BIN_SIZE
 from .config import CG258, SPECIES
 from .files import FILES
-from .world import GC_CURVES, PCN_RANGE, build_world
+from .strengths import PCN_RANGE
+from .world import GC_CURVES, build_world
 
 
 

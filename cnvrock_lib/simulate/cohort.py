@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..reference import BIN_SIZE
 from .config import SPECIES, SimConfig
-from .world import LIBRARY_TYPES, GC_CURVES, OFF_PANEL, PCN_RANGE, World, _lognormal_range, _place
+from .world import GC_CURVES, LIBRARY_TYPES, OFF_PANEL, World, _lognormal_range, _place
 
 
 
@@ -60,7 +60,7 @@ def draw_cohort(world: World, n_samples: int, seed: int, cfg: SimConfig) -> Coho
     nb = cfg.n_batches
     batch_p = rng.dirichlet(np.full(nb, 1.5))
     batch = rng.choice(nb, size=n, p=batch_p)
-    batch_type = rng.choice(len(LIBRARY_TYPES), size=nb, p=[0.45, 0.35, 0.20])
+    batch_type = rng.choice(len(LIBRARY_TYPES), size=nb, p=list(cfg.library_mix))
     batch_read_len = rng.choice(cfg.read_lengths, size=nb)
     batch_insert = rng.uniform(*cfg.insert_range, size=nb)
     lo, hi = cfg.depth_range
@@ -182,8 +182,9 @@ def draw_cohort(world: World, n_samples: int, seed: int, cfg: SimConfig) -> Coho
     has_pshv = rng.random(n) < cfg.plasmid_shv_rate
     k = int(has_pshv.sum())
     incx3 = rng.random(k) < 0.5
-    plasmid_shv[has_pshv] = np.where(incx3, _lognormal_range(rng, *PCN_RANGE["IncX3"], k),
-                                     _lognormal_range(rng, *PCN_RANGE["IncF-like"], k))
+    pcn_type = world.strengths.pcn_by_type
+    plasmid_shv[has_pshv] = np.where(incx3, _lognormal_range(rng, *pcn_type["IncX3"], k),
+                                     _lognormal_range(rng, *pcn_type["IncF-like"], k))
 
     weights, member, offp, pcn_contig = _draw_plasmids(world, rng, lineage, cfg)
     member_major, offp_major = member.copy(), offp.copy()
@@ -246,7 +247,7 @@ def _draw_plasmids(world: World, rng, lineage: np.ndarray, cfg: SimConfig):
     offp = np.zeros((n, len(fams)))
     contigs = list(world.contigs["contig"])
     cidx = {c: j for j, c in enumerate(contigs)}
-    ctype = dict(zip(world.contigs["contig"], world.contigs["type"]))
+    pcn_range = world.strengths.pcn_by_contig
     pcn_contig = np.zeros((n, len(contigs)))
     si = world.src_index
 
@@ -275,7 +276,7 @@ def _draw_plasmids(world: World, rng, lineage: np.ndarray, cfg: SimConfig):
             if not len(rows):
                 continue
             c = acq["contig"]
-            pcn = _lognormal_range(rng, *PCN_RANGE[ctype[c]], len(rows))
+            pcn = _lognormal_range(rng, *pcn_range[c], len(rows))
             W[rows, si[f"backbone:{c}:{acq['variant']}"]] += pcn
             pcn_contig[rows, cidx[c]] += pcn
             for el, cnt in world.contig_elements[c].items():
@@ -289,7 +290,8 @@ def _draw_plasmids(world: World, rng, lineage: np.ndarray, cfg: SimConfig):
             rows = rows_all[rng.random(len(rows_all)) < prev]
             if len(rows):
                 # small mobilisable plasmids carry the gene without the panel contig's flanks
-                add_gene(rows, g, _lognormal_range(rng, *PCN_RANGE["ColE-like"], len(rows)), flanks=False)
+                add_gene(rows, g, _lognormal_range(rng, *world.strengths.pcn_by_type["ColE-like"], len(rows)),
+                         flanks=False)
         if lin.chrom_ctxm15 > 0 and "blaCTX-M-15" in gidx:
             rows = rows_all[rng.random(len(rows_all)) < lin.chrom_ctxm15]
             if len(rows):
@@ -303,7 +305,7 @@ def _draw_plasmids(world: World, rng, lineage: np.ndarray, cfg: SimConfig):
         rows = np.flatnonzero((rng.random(n) < cfg.sporadic_plasmid_rate) & (pcn_contig[:, cidx[c]] == 0))
         if not len(rows):
             continue
-        pcn = _lognormal_range(rng, *PCN_RANGE[ctype[c]], len(rows))
+        pcn = _lognormal_range(rng, *pcn_range[c], len(rows))
         variant = rng.integers(0, world.n_variants, len(rows))
         for v in range(world.n_variants):
             W[rows[variant == v], si[f"backbone:{c}:{v}"]] += pcn[variant == v]

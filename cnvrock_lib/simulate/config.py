@@ -53,16 +53,25 @@ class SimConfig:
     kleborate_noise_rate: float = 0.03          # blaSHV copy count off by one
     holdout_fraction: float = 0.25
     empty_st_rate: float = 0.0                  # extra ST erasure on top of the novel lineages
+    library_mix: tuple = (0.45, 0.35, 0.20)     # batch library types PCR / Nextera / PCR-free (sums to 1)
+    kleborate_collapse_rate: float = 0.0        # amplified blaSHV counted once (tandem copies collapsed)
 
     @classmethod
-    def make(cls, hard: bool = False, **overrides) -> "SimConfig":
-        """Defaults, the hard preset, then ``overrides`` (validated: names and types)."""
-        cfg = cls()
+    def make(cls, hard: bool = False, world: dict | None = None, **overrides) -> "SimConfig":
+        """Defaults, a world's defaults (``world``), the hard preset, then ``overrides`` (validated).
+
+        The hard preset is relative to the world: depth range x (15/40, 60/200) (at least 8x and
+        12x), GC-bias strength x 2.5, mixed and low-quality shares at least 5 % and 3 %; for the
+        reference world this is depth 15-60x and strength 2.5, as it always was.
+        """
+        cfg = dataclasses.replace(cls(), **(world or {}))
         if hard:
+            lo, hi = cfg.depth_range
             cfg = dataclasses.replace(
-                cfg, depth_range=(15.0, 60.0), gc_strength=2.5, ori_ter_range=(1.3, 3.0),
-                ori_ter_beta=(3.0, 3.0), smooth_sd_range=(0.04, 0.10), nb_phi_range=(0.005, 0.02),
-                shv_subclonal_rate=0.4, shv_nonint_rate=0.5, mixed_rate=0.05, low_quality_rate=0.03,
+                cfg, depth_range=(max(8.0, lo * 15 / 40), max(12.0, hi * 60 / 200)), gc_strength=cfg.gc_strength * 2.5,
+                ori_ter_range=(1.3, 3.0), ori_ter_beta=(3.0, 3.0), smooth_sd_range=(0.04, 0.10),
+                nb_phi_range=(0.005, 0.02), shv_subclonal_rate=0.4, shv_nonint_rate=0.5,
+                mixed_rate=max(cfg.mixed_rate, 0.05), low_quality_rate=max(cfg.low_quality_rate, 0.03),
                 gt_fn_rate=0.05, gt_fp_rate=0.01)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         clean = {}
@@ -80,6 +89,9 @@ class SimConfig:
                 value = tuple(type(d)(v) for d, v in zip(default, value))
                 if key.endswith("_range") and not 0 <= value[0] <= value[1]:
                     raise ParamsError(f"simulate: setting '{key}' = {list(value)}; expected 0 <= low <= high")
+                if key == "library_mix" and (min(value) < 0 or abs(sum(value) - 1) > 1e-6):
+                    raise ParamsError(f"simulate: setting '{key}' = {list(value)}; expected 3 shares >= 0 "
+                                      f"that sum to 1")
             elif isinstance(default, int):
                 if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                     raise ParamsError(f"simulate: setting '{key}' = {value!r}; expected a positive integer")

@@ -17,40 +17,20 @@ from scipy.signal import lfilter
 
 from .. import reference
 from ..reference import BIN_SIZE
-from .config import CG258, WORLD_SEED
+from .config import CG258, SPECIES, WORLD_SEED
+from .strengths import ADJUST_STREAM, WorldStrengths, world_strengths
 
 # Plasmid types of the reference contigs, keyed by the gene each contig was chosen for;
 # contigs not listed are large IncF-like plasmids.
 PLASMID_TYPE_BY_GENE = {"blaOXA-48": "IncL", "blaOXA-181": "IncX3"}
-PCN_RANGE = {"IncF-like": (1.0, 3.0), "IncL": (1.0, 5.0), "IncX3": (2.0, 6.0), "ColE-like": (10.0, 40.0)}
 # Near-identical panel members (a few SNPs): MAPQ-0 reads split between them.
 NEAR_IDENTICAL = (("blaCTX-M-14", "blaCTX-M-27", "blaCTX-M-65"), ("blaNDM-1", "blaNDM-5"),
                   ("blaOXA-48", "blaOXA-181"))
 SELF_SHARE = {1: 1.0, 2: 0.65, 3: 0.55}  # share of a gene's reads kept by its own contig
-# Mobile elements inside the genes' 1 kb bins: (element, side, bp inside the gene bins).
-FLANKS = {
-    "blaCTX-M-15": (("ISEcp1", "up", 340), ("Tn3", "down", 700)),
-    "blaCTX-M-14": (("ISEcp1", "up", 500), ("IS903", "down", 700)),
-    "blaCTX-M-27": (("ISEcp1", "up", 150), ("IS26", "down", 250)),
-    "blaCTX-M-65": (("ISEcp1", "up", 180), ("IS903", "down", 400)),
-    "blaOXA-181": (("ISEcp1", "up", 400),),
-    "blaKPC-2": (("ISKpn7", "up", 480), ("ISKpn6", "down", 300)),
-    "blaNDM-1": (("ISAba125", "up", 850),),
-    "blaNDM-5": (("IS26", "up", 250),),
-    "blaOXA-48": (("IS1999", "up", 400),),
-    "blaTEM-1": (("Tn3", "up", 400), ("Tn3", "down", 200)),
-    "qnrB1": (("ISCR1", "up", 200), ("sul1", "down", 300)),
-    "aac6-Ib-cr": (("intI1", "up", 80), ("intI1", "down", 120)),
-}
 # Further copies of elements on plasmid backbones: (element, copies, bp per copy).
 BACKBONE_ELEMENTS = (("IS26", 4, 820), ("IS903", 1, 1057), ("Tn3", 2, 2000), ("intI1", 3, 1000),
                      ("sul1", 3, 840), ("ISCR1", 1, 1500))
 INCF_CORE_BP = 20000  # transfer/replication region shared by every IncF-like contig
-# Element copies carried elsewhere (non-reference plasmids, chromosome) by a lineage:
-# (probability that a lineage carries it, median copies when it does).
-ELSEWHERE = {"ISEcp1": (0.35, 2.5), "IS26": (0.75, 4.0), "Tn3": (0.5, 3.0), "IS903": (0.45, 2.5),
-             "intI1": (0.5, 1.0), "sul1": (0.6, 2.0), "ISCR1": (0.15, 1.0), "ISKpn7": (0.03, 1.0),
-             "ISKpn6": (0.03, 1.0), "ISAba125": (0.02, 1.0), "IS1999": (0.03, 1.0), "IncF_core": (0.7, 1.7)}
 # Off-panel alleles that map only partly: family -> (probability per carriage, mapping efficiency range).
 OFF_PANEL = {"blaCTX-M": (0.06, (0.15, 0.5)), "qnrB": (0.3, (0.4, 0.8))}
 # Co-carriage: genes a plasmid of a given primary gene may also carry (probability per lineage).
@@ -132,6 +112,9 @@ class World:
     contig_elements: dict           # contig -> {element: copies} on the backbone
     gene_flank_elements: dict       # gene -> {element: copies}
     n_variants: int = 3
+    seed: int = WORLD_SEED
+    strengths: WorldStrengths | None = None   # confounder strengths (reference preset or drawn)
+    family_prevalence: dict = field(default_factory=dict)  # family -> expected share of carriers
 
 
 def _interval_overlap(starts: np.ndarray, ends: np.ndarray, s: int, e: int) -> np.ndarray:
@@ -157,7 +140,14 @@ def _place(rng, length_bp, taken, genome, tries=200, lo=1, hi=None):
 
 @functools.lru_cache(maxsize=2)
 def build_world(world_seed: int = WORLD_SEED) -> World:
-    """The fixed part of the simulation (reference features, lineages, plasmid layout)."""
+    """The world ``world_seed``: reference features, lineages, plasmid layout and confounder strengths.
+
+    The structure comes from ``default_rng(world_seed)``; the strengths from
+    :func:`strengths.world_strengths` (the reference preset for ``WORLD_SEED``). In a drawn
+    world the lineage weights get a log-normal factor (ST structure) and the lineage-plasmid
+    prevalences are scaled to the drawn family prevalences, both from a third stream.
+    """
+    strengths = world_strengths(world_seed)
     rng = np.random.default_rng(world_seed)
     cbins = reference.chromosome_bins()
     pbins = reference.plasmid_bins()
@@ -267,20 +257,25 @@ def build_world(world_seed: int = WORLD_SEED) -> World:
                           "type": [ptype[c] for c in plasmids["contig"]],
                           "gene": [gene_of_contig.get(c, "") for c in plasmids["contig"]]})
     plasmid_gc_mean = {"IncF-like": 0.53, "IncL": 0.51, "IncX3": 0.49}
-    A, src_names, contig_elements, gene_flank_elements = _plasmid_matrix(rng, cinfo, panel, pbins)
+    A, src_names, contig_elements, gene_flank_elements = _plasmid_matrix(rng, cinfo, panel, pbins,
+                                                                        strengths.flanks)
     plasmid_gc = np.empty(len(pbins))
     for c, sl in _contig_slices(pbins).items():
         plasmid_gc[sl] = plasmid_gc_mean[ptype[c]] + _ar1(rng, sl.stop - sl.start, 0.6, 0.02)
     plasmid_gc = np.clip(plasmid_gc, 0.3, 0.75)
 
-    lineages = _build_lineages(rng, islands, cinfo, panel, G)
+    lineages = _build_lineages(rng, islands, cinfo, panel, G, strengths.elsewhere)
+    if strengths.preset != "reference":
+        adjust = np.random.default_rng(np.random.SeedSequence([int(world_seed), ADJUST_STREAM]))
+        _adjust_lineages(adjust, lineages, strengths, families, dict(zip(panel["gene"], panel["contig"])))
     return World(
         chrom_bins=cbins, plasmid_bins=pbins, genome_length=G, ter_position=ter, gc=gc,
         mappability=mappability, replichore_distance=dist, islands=islands, repeats=repeats,
         hot_bins=hot, hot_factor=hot_factor, species_map=species_map, shv=shv, plasmid_gc=plasmid_gc,
         lineages=lineages, A=A, sources=src_names, src_index={s: i for i, s in enumerate(src_names)},
         contigs=cinfo, genes=panel, families=families, gene_family=gene_family,
-        contig_elements=contig_elements, gene_flank_elements=gene_flank_elements)
+        contig_elements=contig_elements, gene_flank_elements=gene_flank_elements, seed=int(world_seed),
+        strengths=strengths, family_prevalence=expected_prevalence(lineages, families))
 
 
 def _contig_slices(bins: np.ndarray) -> dict:
@@ -292,7 +287,7 @@ def _contig_slices(bins: np.ndarray) -> dict:
     return out
 
 
-def _plasmid_matrix(rng, cinfo, panel, pbins):
+def _plasmid_matrix(rng, cinfo, panel, pbins, flanks_by_gene: dict):
     """Read-placement matrix A (sources x plasmid bins), in copies x share of the bin.
 
     Sources: the backbone of each contig in ``n_variants`` variants (variants 1-2 lack
@@ -314,7 +309,7 @@ def _plasmid_matrix(rng, cinfo, panel, pbins):
         first_bin_start = (row.start - 1) // BIN_SIZE * BIN_SIZE + 1
         last_bin_end = min((row.end - 1) // BIN_SIZE * BIN_SIZE + BIN_SIZE, len(labels[row.contig]))
         flanks = {}
-        for element, side, bp in FLANKS.get(g, ()):
+        for element, side, bp in flanks_by_gene.get(g, ()):
             if side == "up":
                 e = row.start - 50
                 s = max(first_bin_start, e - bp + 1)
@@ -403,7 +398,7 @@ def _lognormal_range(rng, lo, hi, size):
     return np.exp(rng.normal(mu, sigma, size))
 
 
-def _build_lineages(rng, islands, cinfo, panel, genome_length: int) -> list:
+def _build_lineages(rng, islands, cinfo, panel, genome_length: int, elsewhere: dict) -> list:
     """Species x ST catalogue with deletions, plasmid acquisitions and mobile elements."""
     named = [s for s, _ in KP_NAMED_STS]
     used = {int(s[2:]) for s in named}
@@ -440,8 +435,8 @@ def _build_lineages(rng, islands, cinfo, panel, genome_length: int) -> list:
             cargo = [c for c, p in CARGO.get(g, {}).items() if rng.random() < p]
             lin.acquisitions.append({"contig": contig_of[g], "gene": g, "prevalence": float(prev),
                                      "variant": int(rng.integers(0, 3)), "cargo": cargo,
-                                     "geneless": 0.1})
-        for element, (p, med) in ELSEWHERE.items():
+                                     "geneless": GENELESS})
+        for element, (p, med) in elsewhere.items():
             lin.elsewhere[element] = float(med * math.exp(rng.normal(0, 0.3))) if rng.random() < p else 0.0
         for g in ("qnrB1", "blaTEM-1"):
             if rng.random() < 0.08:
@@ -450,6 +445,108 @@ def _build_lineages(rng, islands, cinfo, panel, genome_length: int) -> list:
             lin.chrom_ctxm15 = float(rng.uniform(0.3, 0.7))
         lineages.append(lin)
     return lineages
+
+
+GENELESS = 0.1  # carriers of a lineage plasmid without its gene (backbone only)
+PREVALENCE_CAP = 0.95  # highest within-lineage prevalence a drawn world scales an acquisition to
+
+
+def _lineage_share(lineages: list) -> np.ndarray:
+    """Expected share of a cohort from each lineage (default species mix x weight within the species)."""
+    from .config import SimConfig
+
+    sw = np.asarray(SimConfig.species_weights, dtype=float)
+    sw = sw / sw.sum()
+    species = np.array([lin.species for lin in lineages])
+    weight = np.array([lin.weight for lin in lineages])
+    totals = np.bincount(species, weights=weight, minlength=len(SPECIES))
+    return sw[species] * weight / totals[species]
+
+
+def _carriage(lineages: list, family: list, members: set) -> list:
+    """Every way a lineage carries a member of ``family``: (lineage, kind, key, probability).
+
+    ``kind`` is "acquisition" (a lineage plasmid whose primary gene is a member), "cole",
+    "chrom" (scaled by the calibration) or "cargo" (a member riding on another plasmid: fixed).
+    """
+    out = []
+    for k, lin in enumerate(lineages):
+        for j, acq in enumerate(lin.acquisitions):
+            if acq["gene"] in members:
+                out.append((k, "acquisition", j, acq["prevalence"] * (1 - acq["geneless"])))
+            elif members & set(acq["cargo"]):
+                out.append((k, "cargo", j, acq["prevalence"] * (1 - acq["geneless"])))
+        for g, prev in lin.cole.items():
+            if g in members:
+                out.append((k, "cole", g, prev))
+        if "blaCTX-M-15" in members and lin.chrom_ctxm15 > 0:
+            out.append((k, "chrom", None, lin.chrom_ctxm15))
+    return out
+
+
+def _family_expectation(share: np.ndarray, ways: list, scale: float) -> float:
+    """Expected share of samples carrying the family when its scalable ways are multiplied by ``scale``."""
+    if not ways:
+        return 0.0
+    lin = np.array([w[0] for w in ways])
+    p = np.array([w[3] for w in ways], dtype=float)
+    scalable = np.array([w[1] != "cargo" for w in ways])
+    p = np.where(scalable, np.minimum(PREVALENCE_CAP, p * scale), p)
+    log_none = np.bincount(lin, weights=np.log1p(-np.minimum(p, 1 - 1e-12)), minlength=len(share))
+    return float((share * (1 - np.exp(log_none))).sum())
+
+
+def expected_prevalence(lineages: list, families: dict) -> dict:
+    """Family -> expected share of samples carrying it (lineage plasmids, ColE-like, chromosomal;
+    sporadic carriage and off-panel alleles not counted)."""
+    share = _lineage_share(lineages)
+    return {f: round(_family_expectation(share, _carriage(lineages, f, set(m)), 1.0), 4)
+            for f, m in families.items()}
+
+
+def _adjust_lineages(rng, lineages: list, strengths: WorldStrengths, families: dict, contig_of: dict) -> None:
+    """Drawn world: ST structure (log-normal factor on lineage weights), then lineage-plasmid
+    prevalences scaled (and associations added or cargo dropped) towards the drawn family prevalences."""
+    for lin in lineages:
+        lin.weight = float(lin.weight * math.exp(rng.normal(0.0, strengths.st_sigma)))
+    share = _lineage_share(lineages)
+    for _ in range(3):  # cargo ties families together: a few passes settle them
+        for fam, members in families.items():
+            target = strengths.family_prevalence[fam]
+            ways = _carriage(lineages, fam, set(members))
+            while _family_expectation(share, ways, 0.0) > target:  # cargo alone too common: drop some
+                cargo = [w for w in ways if w[1] == "cargo"]
+                k, _, j, _ = cargo[int(rng.integers(len(cargo)))]
+                acq = lineages[k].acquisitions[j]
+                acq["cargo"] = [g for g in acq["cargo"] if g not in members]
+                ways = _carriage(lineages, fam, set(members))
+            addable = [g for g in members if g in contig_of]
+            for _ in range(400):  # too rare even at the cap: new lineage associations
+                if _family_expectation(share, ways, 1e6) >= target or not addable:
+                    break
+                k = int(rng.choice(len(lineages), p=share))
+                g = addable[int(rng.integers(len(addable)))]
+                lineages[k].acquisitions.append({"contig": contig_of[g], "gene": g, "prevalence": float(rng.beta(2, 3)),
+                                                 "variant": int(rng.integers(0, 3)), "cargo": [],
+                                                 "geneless": GENELESS})
+                ways = _carriage(lineages, fam, set(members))
+            lo, hi = 0.0, 1.0
+            while _family_expectation(share, ways, hi) < target and hi < 1e6:
+                hi *= 2
+            for _ in range(40):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if _family_expectation(share, ways, mid) < target else (lo, mid)
+            scale = (lo + hi) / 2
+            for k, kind, key, _ in ways:
+                lin = lineages[k]
+                if kind == "acquisition":
+                    acq = lin.acquisitions[key]
+                    acq["prevalence"] = float(min(PREVALENCE_CAP / (1 - acq["geneless"]), acq["prevalence"] * scale,
+                                                  1.0))
+                elif kind == "cole":
+                    lin.cole[key] = float(min(PREVALENCE_CAP, lin.cole[key] * scale))
+                elif kind == "chrom":
+                    lin.chrom_ctxm15 = float(min(PREVALENCE_CAP, lin.chrom_ctxm15 * scale))
 
 
 def _pick_deletions(rng, islands, target_bp, already) -> list:

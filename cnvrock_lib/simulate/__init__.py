@@ -24,17 +24,19 @@ the entry points ``simulate_cohort`` / ``ensure_simulated``), ``check`` (the
 self-check ``measure_properties``).
 """
 
-from .check import gc_curve_fit, measure_properties, ori_ter_fit, region_pcn
+from .check import gc_curve_fit, gene_pcn, measure_properties, ori_ter_fit, region_pcn, world_properties
 from .cohort import Cohort, draw_cohort
 from .config import AMRFINDER_COLUMNS, BLOCK, CG258, SIMULATOR_VERSION, SPECIES, WORLD_SEED, SimConfig
 from .counts import simulate_counts
-from .files import FILES, bin_features, cohort_is_complete, ensure_simulated, simulate_cohort
-from .strengths import DEV_WORLD_SEEDS, PCN_RANGE, RANGES, TEST_WORLD_SEEDS, WorldStrengths, world_seeds, world_strengths
+from .files import FILES, bin_features, cohort_is_complete, ensure_simulated, simulate_cohort, world_record
+from .strengths import (DEV_WORLD_SEEDS, PCN_RANGE, RANGES, TEST_WORLD_SEEDS, WorldStrengths, world_seeds,
+                        world_strengths)
 from .world import GC_CURVES, LIBRARY_TYPES, Lineage, World, build_world
 
 __all__ = [
-    "AMRFINDER_COLUMNS", "BLOCK", "CG258", "DEV_WORLD_SEEDS", "FILES", "GC_CURVES", "LIBRARY_TYPES", "PCN_RANGE", "RANGES", "SIMULATOR_VERSION", "TEST_WORLD_SEEDS",
-    "SPECIES", "WORLD_SEED", "Cohort", "Lineage", "SimConfig", "World", "bin_features", "build_world",
-    "cohort_is_complete", "draw_cohort", "ensure_simulated", "gc_curve_fit", "measure_properties", "ori_ter_fit", "region_pcn",
-    "simulate_cohort", "simulate_counts", "world_seeds", "world_strengths", "WorldStrengths",
+    "AMRFINDER_COLUMNS", "BLOCK", "CG258", "DEV_WORLD_SEEDS", "FILES", "GC_CURVES", "LIBRARY_TYPES", "PCN_RANGE",
+    "RANGES", "SIMULATOR_VERSION", "SPECIES", "TEST_WORLD_SEEDS", "WORLD_SEED", "Cohort", "Lineage", "SimConfig",
+    "World", "WorldStrengths", "bin_features", "build_world", "cohort_is_complete", "draw_cohort",
+    "ensure_simulated", "gc_curve_fit", "gene_pcn", "measure_properties", "ori_ter_fit", "region_pcn",
+    "simulate_cohort", "simulate_counts", "world_properties", "world_record", "world_seeds", "world_strengths",
 ]

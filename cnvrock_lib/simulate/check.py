@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,15 @@ def region_pcn(counts: np.ndarray, bins: np.ndarray, contig: str, start: int, en
     sel = (bins["chrom"] == contig) & (bins["end"] >= start) & (bins["start"] <= end)
     length = float((bins["end"][sel] - bins["start"][sel] + 1).sum())
     return np.asarray(counts[:, sel], dtype=np.float64).sum(axis=1) / length / (chrom_median / BIN_SIZE)
+
+
+def _cohort_files(data_dir: Path):
+    """The chromosome and plasmid stores of a cohort folder and a reader of its TSV files by FILES key."""
+    from ..store import open_store
+
+    chrom = open_store(data_dir / FILES["chrom_store"], check_values=False)
+    plas = open_store(data_dir / FILES["plasmid_store"], check_values=False)
+    return chrom, plas, lambda key: pd.read_csv(data_dir / FILES[key], sep="\t", keep_default_na=False)
 
 
 def ori_ter_fit(counts: np.ndarray, distance: np.ndarray, usable: np.ndarray) -> np.ndarray:
@@ -78,17 +86,10 @@ def measure_properties(data_dir) -> pd.DataFrame:
     ``low <= measured <= high``). Low-quality and mixed samples are left out of the
     depth statistics; they are measured on their own rows.
     """
-    from ..store import open_store
-
     data_dir = Path(data_dir)
-    chrom = open_store(data_dir / FILES["chrom_store"], check_values=False)
-    plas = open_store(data_dir / FILES["plasmid_store"], check_values=False)
-    read = functools.partial(pd.read_csv, sep="\t", keep_default_na=False)
-    smp = read(data_dir / FILES["samples"])
-    seg = read(data_dir / FILES["segments"])
-    truth = read(data_dir / FILES["gene_truth"])
-    feat = read(data_dir / FILES["bin_features"])
-    kleb = read(data_dir / FILES["kleborate_gt"])
+    chrom, plas, read = _cohort_files(data_dir)
+    smp, seg, truth, feat, kleb = (read(k) for k in ("samples", "segments", "gene_truth", "bin_features",
+                                                      "kleborate_gt"))
     holdout = (data_dir / FILES["holdout_ids"]).read_text().split()
     ids = chrom.sample_ids
     if list(smp["sample_id"]) != list(ids):
@@ -310,3 +311,59 @@ def measure_properties(data_dir) -> pd.DataFrame:
     add("holdout share", "about 25 % holdout", 0.2, 0.3, len(holdout) / len(ids))
     return pd.DataFrame(rows)
 
+
+
+# ----------------------------------------------------------------------------- worlds
+
+
+def gene_pcn(data_dir) -> pd.DataFrame:
+    """PCN of every plasmid panel gene in every sample, measured from the cohort's plasmid store.
+
+    Returns one row per sample x gene: ``sample_id gene family pcn carrier noncarrier normal``;
+    ``pcn`` is copies per chromosome (depth per bp over the gene's bins / chromosome median
+    depth per bp), ``carrier`` = true member copies > 0, ``noncarrier`` = no member and no
+    off-panel allele of the family (family truth 0), ``normal`` = neither low quality nor mixed.
+    """
+    data_dir = Path(data_dir)
+    chrom, plas, read = _cohort_files(data_dir)
+    smp, truth, panel = read("samples"), read("gene_truth"), read("plasmid_gene_coords")
+    families = reference.load_gene_families(data_dir / FILES["plasmid_gene_families"])
+    family_of = {g: f for f, members in families.items() for g in members}
+    ids = chrom.sample_ids
+    med = np.maximum(np.median(np.asarray(chrom.counts, dtype=np.float64), axis=1), 1.0)
+    P = np.asarray(plas.counts, dtype=np.float64)
+    member = truth[truth["level"] == "member"].pivot(index="sample_id", columns="gene", values="true_cn").reindex(ids)
+    family = truth[truth["level"] == "family"].pivot(index="sample_id", columns="gene", values="true_cn").reindex(ids)
+    normal = ~(smp["low_quality"].astype(str).eq("True") | smp["mixed"].astype(str).eq("True")).to_numpy()
+    parts = []
+    for row in panel.itertuples():
+        fam = family_of[row.gene]
+        parts.append(pd.DataFrame({
+            "sample_id": ids, "gene": row.gene, "family": fam,
+            "pcn": region_pcn(P, plas.bins, row.contig, int(row.start), int(row.end), med),
+            "carrier": member[row.gene].to_numpy(float) > 0, "noncarrier": family[fam].to_numpy(float) == 0,
+            "normal": normal}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def world_properties(data_dir, threshold: float = 0.20) -> pd.DataFrame:
+    """Per plasmid gene, what the cohort's world does to a fixed PCN threshold (measured from files).
+
+    Columns: ``gene family prevalence carrier_pcn_p5 carrier_pcn_median noncarrier_pcn_median
+    noncarrier_pcn_p90 noncarrier_above carrier_below`` — the family's prevalence (share of
+    samples with family truth > 0), PCN quantiles (copies per chromosome) of normal carriers
+    and non-carriers, and the shares of normal non-carriers above / carriers below
+    ``threshold``. NaN where a group is empty.
+    """
+    pcn = gene_pcn(data_dir)
+    rows = []
+    for gene, d in pcn.groupby("gene", sort=False):
+        car = d.loc[d["carrier"] & d["normal"], "pcn"].to_numpy()
+        non = d.loc[d["noncarrier"] & d["normal"], "pcn"].to_numpy()
+        q = (lambda v, p: float(np.percentile(v, p)) if len(v) else np.nan)  # noqa: E731
+        rows.append({"gene": gene, "family": d["family"].iloc[0], "prevalence": float((~d["noncarrier"]).mean()),
+                     "carrier_pcn_p5": q(car, 5), "carrier_pcn_median": q(car, 50),
+                     "noncarrier_pcn_median": q(non, 50), "noncarrier_pcn_p90": q(non, 90),
+                     "noncarrier_above": float((non > threshold).mean()) if len(non) else np.nan,
+                     "carrier_below": float((car < threshold).mean()) if len(car) else np.nan})
+    return pd.DataFrame(rows)

@@ -132,7 +132,8 @@ def world_record(world: World, cohort: Cohort) -> dict:
         background = cohort.weights[:, rows] @ per_copy
         non = ~carrier[world.gene_family[row.gene]]
         crosstalk[row.gene] = {
-            "pcn_per_element_copy": {e.split(":", 1)[1]: round(float(v), 4) for e, v in zip(elements, per_copy) if v > 0},
+            "pcn_per_element_copy": {e.split(":", 1)[1]: round(float(v), 4)
+                                     for e, v in zip(elements, per_copy) if v > 0},
             "noncarrier_background_pcn_median": round(float(np.median(background[non])), 4) if non.any() else None,
             "noncarrier_background_pcn_p90": round(float(np.percentile(background[non], 90)), 4) if non.any() else None}
     rec["crosstalk"] = crosstalk

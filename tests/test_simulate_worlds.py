@@ -225,3 +225,10 @@ def test_tier_simulate_block_and_cli_take_a_world_seed(tmp_path, capsys):
     assert cli_main(["simulate", "--out", str(tmp_path / "bad"), "--n-samples", "10", "--world-seed", "-1"]) == 2
     assert "world_seed = -1; expected an integer >= 0" in capsys.readouterr().err
     assert math.isfinite(_world(tmp_path / "cli")["st_sigma"])
+
+
+def test_worlds_figure_renders_from_cohorts_of_several_worlds(worlds, tmp_path):
+    from cnvrock_lib.plots.simulation import render_worlds_figure
+
+    written = render_worlds_figure({str(w): d for w, d in list(worlds.items())[:3]}, tmp_path / "img", dpi=40)
+    assert [p.name for p in written] == ["sim_worlds_pcn.png"] and written[0].stat().st_size > 1000

@@ -232,3 +232,20 @@ def test_worlds_figure_renders_from_cohorts_of_several_worlds(worlds, tmp_path):
 
     written = render_worlds_figure({str(w): d for w, d in list(worlds.items())[:3]}, tmp_path / "img", dpi=40)
     assert [p.name for p in written] == ["sim_worlds_pcn.png"] and written[0].stat().st_size > 1000
+
+
+def test_a_tier_yaml_simulate_block_with_world_seed_loads_and_simulates_that_world(tmp_path):
+    import yaml
+
+    from cnvrock_lib.params import load_params
+
+    (tmp_path / "store").mkdir()
+    tier = tmp_path / "tier.yaml"
+    tier.write_text(yaml.safe_dump({"store_path": "store", "out_dir": "out", "seed": 5,
+                                    "simulate": {"data_dir": "sim", "n_samples": 12, "world_seed": 21,
+                                                 "progress": False}}))
+    prm = load_params(tier)
+    assert prm.simulate["world_seed"] == 21
+    S.ensure_simulated(prm)
+    assert _world(tmp_path / "sim")["world_seed"] == 21
+    assert "world21" in (tmp_path / "sim" / "params.yaml").read_text()

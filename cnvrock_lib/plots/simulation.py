@@ -56,15 +56,7 @@ def load_cohort(data_dir) -> CohortData:
     counts = np.asarray(chrom.counts, dtype=np.float64)
     return CohortData(counts, np.asarray(plas.counts, dtype=np.float64), chrom.bins, plas.bins, samples,
                       read("segments"), features, read("gene_truth"),
-                      np.maximum(np.median(counts, axis=1), 1.0), _world_seed(data_dir))
-
-
-def _world_seed(data_dir: Path) -> int:
-    """The cohort's world seed (cohort.json), the reference world when not recorded."""
-    import json
-
-    settings = json.loads((data_dir / S.FILES["cohort"]).read_text()).get("settings", {})
-    return int(settings.get("world_seed", S.WORLD_SEED))
+                      np.maximum(np.median(counts, axis=1), 1.0), S.cohort_world_seed(data_dir))
 
 
 def _mb(bins: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import pandas as pd
 from .. import reference
 from ..errors import InputError
 from ..reference import BIN_SIZE
-from .config import CG258, SPECIES
+from .config import CG258, SPECIES, WORLD_SEED
 from .files import FILES
 from .strengths import PCN_RANGE
 from .world import GC_CURVES, build_world
@@ -23,6 +23,14 @@ def region_pcn(counts: np.ndarray, bins: np.ndarray, contig: str, start: int, en
     sel = (bins["chrom"] == contig) & (bins["end"] >= start) & (bins["start"] <= end)
     length = float((bins["end"][sel] - bins["start"][sel] + 1).sum())
     return np.asarray(counts[:, sel], dtype=np.float64).sum(axis=1) / length / (chrom_median / BIN_SIZE)
+
+
+def cohort_world_seed(data_dir) -> int:
+    """The world seed recorded in a cohort's cohort.json (the reference world when absent)."""
+    import json
+
+    settings = json.loads((Path(data_dir) / FILES["cohort"]).read_text()).get("settings", {})
+    return int(settings.get("world_seed", WORLD_SEED))
 
 
 def _cohort_files(data_dir: Path):
@@ -228,7 +236,7 @@ def measure_properties(data_dir) -> pd.DataFrame:
         add("blaSHV amplicon max (kb)", "amplicon 3-30 kb", 3, 30, (sa["end"] - sa["start"] + 1).max() / 1000)
         add("blaSHV amplified CN min", "CN 2-10", 1.2, 10, sa["cn"].min())
         add("blaSHV amplified CN max", "CN 2-10", 2, 10, sa["cn"].max())
-        world_shv = build_world().shv
+        world_shv = build_world(cohort_world_seed(data_dir)).shv
         crr = region_pcn(C, chrom.bins, reference.CHROMOSOME, world_shv["start"], world_shv["end"], med)
         sel = amp & normal & ~(smp["plasmid_shv_pcn"].to_numpy(float) > 0)
         if sel.sum() >= 3:
@@ -239,7 +247,7 @@ def measure_properties(data_dir) -> pd.DataFrame:
     expect = np.floor(smp["shv_cn_major"].to_numpy(float) + 0.5).astype(int) + pshv
     add("Kleborate blaSHV count off truth", "a few % label noise", 0.005, 0.06, np.mean(kl != expect))
     # plasmids: backbone PCN by type, non-carriers, near-identical split
-    world = build_world()
+    world = build_world(cohort_world_seed(data_dir))
     for ptype, (lo, hi) in PCN_RANGE.items():
         if ptype == "ColE-like":
             continue

@@ -138,7 +138,7 @@ def _place(rng, length_bp, taken, genome, tries=200, lo=1, hi=None):
     return None
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=8)
 def build_world(world_seed: int = WORLD_SEED) -> World:
     """The world ``world_seed``: reference features, lineages, plasmid layout and confounder strengths.
 

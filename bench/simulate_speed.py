@@ -60,8 +60,6 @@ def _same_files(a: Path, b: Path) -> bool:
 
 def _worlds_figure(args, work: Path) -> None:
     """Six worlds' cohorts -> sim_worlds_pcn.png and a table of their drawn and realised settings."""
-    import json
-
     import pandas as pd
 
     from cnvrock_lib.plots.simulation import render_worlds_figure
@@ -72,15 +70,13 @@ def _worlds_figure(args, work: Path) -> None:
         label = f"{w} (reference)" if w == S.WORLD_SEED else str(w)
         dirs[label] = work / f"world_{w}"
         S.simulate_cohort(dirs[label], args.worlds_n, args.seed, world_seed=w, progress=False)
-        rec = json.loads((dirs[label] / "cohort.json").read_text())
-        cfg, world = rec["config"], rec["world"]
+        rec = S.world_summary(dirs[label])
         props = S.world_properties(dirs[label]).set_index("gene")
-        prev = world["family_prevalence_realised"]
-        rows.append({"world": label, "depth (x)": "{:.0f}-{:.0f}".format(*cfg["depth_range"]),
-                     "GC strength": cfg["gc_strength"], "blaSHV amp": cfg["shv_amp_rate"],
-                     "plasmid blaSHV": cfg["plasmid_shv_rate"], "collapse": cfg["kleborate_collapse_rate"],
+        rows.append({"world": label, "depth (x)": f"{rec['depth_low']:.0f}-{rec['depth_high']:.0f}",
+                     "GC strength": rec["gc_strength"], "blaSHV amp": rec["shv_amp_rate"],
+                     "plasmid blaSHV": rec["plasmid_shv_rate"], "collapse": rec["kleborate_collapse_rate"],
                      "prevalence KPC / CTX-M / OXA-48-like": " / ".join(
-                         f"{prev[f]:.2f}" for f in ("blaKPC", "blaCTX-M", "blaOXA-48-like")),
+                         f"{rec[f'prevalence:{f}']:.2f}" for f in ("blaKPC", "blaCTX-M", "blaOXA-48-like")),
                      "non-carriers > 0.20 (KPC-2 / CTX-M-15 / OXA-48)": " / ".join(
                          f"{props.loc[g, 'noncarrier_above']:.2f}" for g in ("blaKPC-2", "blaCTX-M-15", "blaOXA-48"))})
     for path in render_worlds_figure(dirs, args.worlds_figure):

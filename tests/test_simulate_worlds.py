@@ -249,3 +249,15 @@ def test_a_tier_yaml_simulate_block_with_world_seed_loads_and_simulates_that_wor
     S.ensure_simulated(prm)
     assert _world(tmp_path / "sim")["world_seed"] == 21
     assert "world21" in (tmp_path / "sim" / "params.yaml").read_text()
+
+
+def test_world_summary_is_one_flat_record_per_world(worlds):
+    rows = pd.DataFrame([S.world_summary(d) for d in worlds.values()])
+    assert list(rows["world_seed"]) == list(WORLDS) and (rows["preset"] == "drawn").all()
+    genes = list(S.build_world(1).genes["gene"])
+    for gene in genes:
+        assert {f"carrier_pcn_low:{gene}", f"carrier_pcn_high:{gene}", f"background_pcn:{gene}"} <= set(rows)
+        assert (rows[f"carrier_pcn_low:{gene}"] < rows[f"carrier_pcn_high:{gene}"]).all()
+    assert rows["background_pcn:blaKPC-2"].nunique() > 1 and rows["depth_low"].nunique() == len(WORLDS)
+    first = _world(worlds[WORLDS[0]])
+    assert rows.loc[0, "prevalence:blaKPC"] == first["family_prevalence_realised"]["blaKPC"]

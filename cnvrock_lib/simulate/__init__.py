@@ -25,7 +25,7 @@ self-check ``measure_properties``).
 """
 
 from .check import (cohort_world_seed, gc_curve_fit, gene_pcn, measure_properties, ori_ter_fit, region_pcn,
-                    world_properties)
+                    world_properties, world_summary)
 from .cohort import Cohort, draw_cohort
 from .config import AMRFINDER_COLUMNS, BLOCK, CG258, SIMULATOR_VERSION, SPECIES, WORLD_SEED, SimConfig
 from .counts import simulate_counts
@@ -37,7 +37,8 @@ from .world import GC_CURVES, LIBRARY_TYPES, Lineage, World, build_world
 __all__ = [
     "AMRFINDER_COLUMNS", "BLOCK", "CG258", "DEV_WORLD_SEEDS", "FILES", "GC_CURVES", "LIBRARY_TYPES", "PCN_RANGE",
     "RANGES", "SIMULATOR_VERSION", "SPECIES", "TEST_WORLD_SEEDS", "WORLD_SEED", "Cohort", "Lineage", "SimConfig",
-    "World", "WorldStrengths", "bin_features", "build_world", "cohort_is_complete", "cohort_world_seed", "draw_cohort",
-    "ensure_simulated", "gc_curve_fit", "gene_pcn", "measure_properties", "ori_ter_fit", "region_pcn",
+    "World", "WorldStrengths", "bin_features", "build_world", "cohort_is_complete", "cohort_world_seed",
+    "draw_cohort", "ensure_simulated", "gc_curve_fit", "gene_pcn", "measure_properties", "ori_ter_fit", "region_pcn",
     "simulate_cohort", "simulate_counts", "world_properties", "world_record", "world_seeds", "world_strengths",
+    "world_summary",
 ]

@@ -375,3 +375,32 @@ def world_properties(data_dir, threshold: float = 0.20) -> pd.DataFrame:
                      "noncarrier_above": float((non > threshold).mean()) if len(non) else np.nan,
                      "carrier_below": float((car < threshold).mean()) if len(car) else np.nan})
     return pd.DataFrame(rows)
+
+
+def world_summary(data_dir) -> dict:
+    """One flat record of a cohort's world, from its cohort.json, for a per-world benchmark table.
+
+    Keys: ``world_seed preset n_samples seed hard depth_low depth_high gc_strength shv_amp_rate
+    plasmid_shv_rate kleborate_collapse_rate low_quality_rate mixed_rate st_sigma``, then
+    ``prevalence:<family>`` (realised share of carriers), ``carrier_pcn_low:<gene>`` /
+    ``carrier_pcn_high:<gene>`` (central 95 % of the carriers' PCN of the gene's reference plasmid,
+    copies per chromosome) and ``background_pcn:<gene>`` (noise-free median PCN of the family's
+    non-carriers from mobile-element cross-talk).
+    """
+    import json
+
+    doc = json.loads((Path(data_dir) / FILES["cohort"]).read_text())
+    settings, cfg, world = doc["settings"], doc["config"], doc["world"]
+    out = {"world_seed": world["world_seed"], "preset": world["preset"], "n_samples": settings["n_samples"],
+           "seed": settings["seed"], "hard": settings["hard"], "depth_low": cfg["depth_range"][0],
+           "depth_high": cfg["depth_range"][1], "st_sigma": world["st_sigma"]}
+    for key in ("gc_strength", "shv_amp_rate", "plasmid_shv_rate", "kleborate_collapse_rate", "low_quality_rate",
+                "mixed_rate"):
+        out[key] = cfg[key]
+    out.update({f"prevalence:{f}": v for f, v in world["family_prevalence_realised"].items()})
+    panel = reference.load_gene_panel(Path(data_dir) / FILES["plasmid_gene_coords"], "plasmid").genes
+    for row in panel.itertuples():
+        lo, hi = world["carrier_pcn_range"][row.contig]
+        out[f"carrier_pcn_low:{row.gene}"], out[f"carrier_pcn_high:{row.gene}"] = lo, hi
+    out.update({f"background_pcn:{g}": v["noncarrier_background_pcn_median"] for g, v in world["crosstalk"].items()})
+    return out

@@ -30,7 +30,8 @@ def _cmd_run(args) -> int:
 def _cmd_simulate(args) -> int:
     from .simulate import simulate_cohort
 
-    paths = simulate_cohort(Path(args.out), n_samples=args.n_samples, seed=args.seed, hard=args.hard)
+    world = {} if args.world_seed is None else {"world_seed": args.world_seed}
+    paths = simulate_cohort(Path(args.out), n_samples=args.n_samples, seed=args.seed, hard=args.hard, **world)
     print(f"simulated {args.n_samples} samples into {args.out}; params: {paths.get('params')}")
     return 0
 
@@ -124,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-samples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--hard", action="store_true", help="harder cohort: low depth, strong GC bias, subclonal CNVs")
+    p.add_argument("--world-seed", type=int, default=None,
+                   help="world (default: the reference world, 11286); any other draws its confounder "
+                        "strengths from wide ranges (docs/simulation.md)")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("convert-store", help="copy an original (object-dtype) store into a pickle-free one")

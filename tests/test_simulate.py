@@ -299,7 +299,7 @@ def test_a_failed_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(S, "_gene_truth", boom)
+    monkeypatch.setattr(S.files, "_gene_truth", boom)
     with pytest.raises(RuntimeError):
         S.simulate_cohort(tmp_path / "dead", 10, progress=False)
     assert not (tmp_path / "dead").exists()

@@ -34,6 +34,7 @@ class CohortData:
     features: pd.DataFrame
     truth: pd.DataFrame
     medians: np.ndarray
+    world_seed: int = S.WORLD_SEED
 
     def index(self, sample_id: str) -> int:
         return int(np.flatnonzero(self.samples["sample_id"].to_numpy() == sample_id)[0])
@@ -55,7 +56,7 @@ def load_cohort(data_dir) -> CohortData:
     counts = np.asarray(chrom.counts, dtype=np.float64)
     return CohortData(counts, np.asarray(plas.counts, dtype=np.float64), chrom.bins, plas.bins, samples,
                       read("segments"), features, read("gene_truth"),
-                      np.maximum(np.median(counts, axis=1), 1.0))
+                      np.maximum(np.median(counts, axis=1), 1.0), S.cohort_world_seed(data_dir))
 
 
 def _mb(bins: np.ndarray) -> np.ndarray:
@@ -194,7 +195,7 @@ def plasmid_pcn_figure(data: CohortData) -> Figure:
     fig, ax = plt.subplots(figsize=(11, 4.2))
     rng = np.random.default_rng(0)
     for k, r in enumerate(panel.itertuples()):
-        pcn = S._region_pcn(data.plasmid, data.plasmid_bins, r.contig, int(r.start), int(r.end), data.medians)
+        pcn = S.region_pcn(data.plasmid, data.plasmid_bins, r.contig, int(r.start), int(r.end), data.medians)
         car = normal & (member[r.gene].to_numpy() > 0)
         non = normal & (family[world.gene_family[r.gene]].to_numpy() == 0)
         for sel, dx, colour in ((non, -0.18, "tab:blue"), (car, 0.18, "tab:red")):
@@ -281,7 +282,7 @@ def render_doc_figures(data_dir, out_dir, dpi: int = 90) -> list[Path]:
     data = load_cohort(data_dir)
     ex = pick_examples(data)
     smp = data.samples
-    world = S.build_world()
+    world = S.build_world(data.world_seed)
     shv = world.shv
     figs: dict[str, Figure] = {}
     figs["sim_overview"] = cohort_overview(data)
@@ -330,6 +331,10 @@ def render_doc_figures(data_dir, out_dir, dpi: int = 90) -> list[Path]:
         data, amp_ids, (shv["start"] - 60000, shv["end"] + 60000),
         f"blaSHV ({shv['start'] / 1e6:.3f} Mb): tandem amplicons of 3-30 kb and a plasmid-borne copy", labels)
     figs["sim_plasmid_pcn"] = plasmid_pcn_figure(data)
+    return _save(figs, out_dir, dpi)
+
+
+def _save(figs: dict, out_dir: Path, dpi: int) -> list[Path]:
     written = []
     for name, fig in figs.items():
         path = out_dir / f"{name}.png"
@@ -338,3 +343,48 @@ def render_doc_figures(data_dir, out_dir, dpi: int = 90) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+WORLD_FIGURE_GENES = ("blaKPC-2", "blaCTX-M-15", "blaOXA-48")
+
+
+def worlds_pcn_figure(data_dirs: dict, genes=WORLD_FIGURE_GENES, threshold: float = 0.20) -> Figure:
+    """Per gene, carrier and non-carrier PCN (log scale) in the cohorts of several worlds.
+
+    ``data_dirs`` maps a world label to a cohort folder. Blue: family non-carriers; red: member
+    carriers (normal samples only); black line: a fixed ``threshold`` (copies per chromosome).
+    """
+    pcn = {label: S.gene_pcn(d) for label, d in data_dirs.items()}
+    fig, axes = plt.subplots(len(genes), 1, figsize=(11, 2.7 * len(genes)), sharex=True)
+    rng = np.random.default_rng(0)
+    for ax, gene in zip(np.atleast_1d(axes), genes):
+        for k, (label, frame) in enumerate(pcn.items()):
+            d = frame[(frame["gene"] == gene) & frame["normal"]]
+            for sel, dx, colour in ((d["noncarrier"], -0.18, "tab:blue"), (d["carrier"], 0.18, "tab:red")):
+                v = np.clip(d.loc[sel, "pcn"].to_numpy(), 1e-3, None)
+                ax.plot(k + dx + rng.uniform(-0.12, 0.12, len(v)), v, ".", ms=2, alpha=0.35, color=colour)
+            non = d.loc[d["noncarrier"], "pcn"]
+            ax.text(k, 40, f"{(non > threshold).mean():.0%} of non-carriers\nabove {threshold:g}", ha="center",
+                    va="top", fontsize=7)
+        ax.axhline(threshold, color="k", lw=1)
+        ax.set_yscale("log")
+        ax.set_ylim(1e-3, 100)
+        ax.set_ylabel(f"{gene} PCN")
+    axes = np.atleast_1d(axes)
+    axes[-1].set_xticks(range(len(pcn)))
+    axes[-1].set_xticklabels(list(pcn), fontsize=8)
+    handles = [axes[0].plot([], [], ".", color="tab:blue", label="family non-carriers")[0],
+               axes[0].plot([], [], ".", color="tab:red", label="member carriers")[0],
+               axes[0].plot([], [], "-", color="k", label=f"fixed threshold {threshold:g}")[0]]
+    fig.suptitle("PCN measured from the plasmid store, one column per world: the non-carrier background "
+                 "and the carrier copy numbers move between worlds", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.legend(handles=handles, fontsize=8, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 0.975), frameon=False)
+    return fig
+
+
+def render_worlds_figure(data_dirs: dict, out_dir, dpi: int = 90) -> list[Path]:
+    """Write ``sim_worlds_pcn.png`` (:func:`worlds_pcn_figure`) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _save({"sim_worlds_pcn": worlds_pcn_figure(data_dirs)}, out_dir, dpi)

@@ -9,6 +9,7 @@ jobs see. ``logging.getLogger("cnvrock")`` is the place to change level or desti
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -58,3 +59,70 @@ def stderr_logger(name: str) -> Callable[[str], None]:
 def is_progress_line(line: str) -> bool:
     """True for a line logged through this module."""
     return line.startswith(PREFIX)
+
+
+def batch_mode() -> bool:
+    """True when ``CNVROCK_BATCH`` is 1/true/yes (the runner and the Slurm scripts set it): log lines, no bars."""
+    return os.environ.get("CNVROCK_BATCH", "").strip().lower() in ("1", "true", "yes")
+
+
+def interactive() -> bool:
+    """A person is watching: not a batch job, and stderr is a terminal or a notebook kernel."""
+    return not batch_mode() and (sys.stderr.isatty() or "ipykernel" in sys.modules)
+
+
+class Progress:
+    """Progress over ``total`` units: a tqdm bar when interactive, log lines otherwise.
+
+    Parameters
+    ----------
+    total, desc, unit : size, label and unit name of the work (e.g. 80, "training", "epoch").
+    log : where lines go when there is no bar (a :func:`stderr_logger`).
+    bar : True / False, or None to decide with :func:`interactive`.
+    initial : units already done (a resumed run).
+    every : without a bar and without a ``line`` per update, log "done/total units" each time this
+        fraction of the work completes (e.g. 0.25); None logs only the lines given to :meth:`update`.
+    quiet : no lines at all (a bar may still show).
+    """
+
+    def __init__(self, total: int, desc: str, unit: str, log: Callable[[str], None], bar: bool | None = None,
+                 initial: int = 0, every: float | None = None, quiet: bool = False):
+        self.total, self.done, self.unit, self.log = int(total), int(initial), unit, log
+        self.every, self.quiet = every, quiet
+        self.next_log = every if every else None
+        self.bar = None
+        if interactive() if bar is None else bar:
+            self.bar = _tqdm()(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr)
+
+    def update(self, n: int = 1, line: str | None = None, postfix: dict | None = None) -> None:
+        """``n`` more units done; ``line`` is logged when there is no bar, ``postfix`` shown on the bar."""
+        self.done += n
+        if self.bar is not None:
+            if postfix:
+                self.bar.set_postfix(**postfix)
+            self.bar.update(n)
+        elif self.quiet:
+            return
+        elif line is not None:
+            self.log(line)
+        elif self.next_log is not None and self.total > 0 and self.done / self.total >= self.next_log:
+            self.log(f"{self.done}/{self.total} {self.unit}s")
+            while self.done / self.total >= self.next_log:
+                self.next_log += self.every
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _tqdm():
+    """tqdm's notebook widget inside a kernel with ipywidgets, else the terminal bar."""
+    if "ipykernel" in sys.modules:
+        try:
+            import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
+            from tqdm.notebook import tqdm
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm import tqdm
+    return tqdm

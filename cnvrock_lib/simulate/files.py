@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pandas as pd
 from .. import reference
 from ..atomic import atomic_dir, write_json, write_text, write_tsv
 from ..errors import InputError, ParamsError
-from ..progress import stderr_logger
+from ..progress import Progress, stderr_logger
 from ..store import write_store
 from .cohort import Cohort, _sample_ids, draw_cohort
 from ..reference import BIN_SIZE
@@ -172,32 +170,6 @@ def bin_features(world: World | None = None) -> pd.DataFrame:
 _log = stderr_logger("simulate")
 
 
-class _Progress:
-    """tqdm bar on an interactive stderr; otherwise a log line per quarter."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.done, self.next_log = total, 0, 0.25
-        self.bar = None
-        self.enabled = enabled
-        batch = os.environ.get("CNVROCK_BATCH", "").lower() in ("1", "true", "yes")
-        if enabled and not batch and sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, desc="simulating", unit="sample", file=sys.stderr)
-
-    def __call__(self, k: int) -> None:
-        self.done += k
-        if self.bar is not None:
-            self.bar.update(k)
-        elif self.enabled and self.done / self.total >= self.next_log:
-            _log(f"{self.done}/{self.total} samples")
-            while self.done / self.total >= self.next_log:
-                self.next_log += 0.25
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _settings(n_samples: int, seed: int, hard: bool, overrides: dict, world_seed: int = WORLD_SEED) -> dict:
     return {"simulator_version": SIMULATOR_VERSION, "world_seed": int(world_seed), "n_samples": int(n_samples),
             "seed": int(seed), "hard": bool(hard),
@@ -251,9 +223,10 @@ def simulate_cohort(data_dir, n_samples: int, seed: int = 42, *, hard: bool = Fa
     batch = cohort.samples["batch"].to_numpy()
     ids, biosamples = _sample_ids(rng, batch, cfg.n_batches)
     cohort.samples.insert(0, "sample_id", ids)
-    bar = _Progress(int(n_samples), bool(progress))
+    bar = Progress(int(n_samples), "simulating", "sample", _log, bar=None if progress else False,
+                   every=0.25, quiet=not progress)
     try:
-        chrom, plasmid = simulate_counts(world, cohort, int(seed), cfg, progress=bar)
+        chrom, plasmid = simulate_counts(world, cohort, int(seed), cfg, progress=bar.update)
     finally:
         bar.close()
     collapse_rng = np.random.default_rng(np.random.SeedSequence([int(seed), COLLAPSE_STREAM]))

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from .. import reference
+from ..geometry import contig_slices
 from ..reference import BIN_SIZE
 from .config import CG258, SPECIES, WORLD_SEED
 from .strengths import ADJUST_STREAM, WorldStrengths, world_strengths
@@ -260,7 +261,7 @@ def build_world(world_seed: int = WORLD_SEED) -> World:
     A, src_names, contig_elements, gene_flank_elements = _plasmid_matrix(rng, cinfo, panel, pbins,
                                                                         strengths.flanks)
     plasmid_gc = np.empty(len(pbins))
-    for c, sl in _contig_slices(pbins).items():
+    for c, sl in contig_slices(pbins).items():
         plasmid_gc[sl] = plasmid_gc_mean[ptype[c]] + _ar1(rng, sl.stop - sl.start, 0.6, 0.02)
     plasmid_gc = np.clip(plasmid_gc, 0.3, 0.75)
 
@@ -278,15 +279,6 @@ def build_world(world_seed: int = WORLD_SEED) -> World:
         strengths=strengths, family_prevalence=expected_prevalence(lineages, families))
 
 
-def _contig_slices(bins: np.ndarray) -> dict:
-    chrom = bins["chrom"]
-    out = {}
-    change = np.flatnonzero(chrom[1:] != chrom[:-1]) + 1
-    for s, e in zip(np.concatenate([[0], change]), np.concatenate([change, [len(chrom)]])):
-        out[str(chrom[s])] = slice(int(s), int(e))
-    return out
-
-
 def _plasmid_matrix(rng, cinfo, panel, pbins, flanks_by_gene: dict):
     """Read-placement matrix A (sources x plasmid bins), in copies x share of the bin.
 
@@ -295,7 +287,7 @@ def _plasmid_matrix(rng, cinfo, panel, pbins, flanks_by_gene: dict):
     evenly over its k reference copies, as MAPQ-0 reads are placed at random).
     """
     n_variants = 3
-    slices = _contig_slices(pbins)
+    slices = contig_slices(pbins)
     genes = panel.set_index("gene")
     gene_names = list(panel["gene"])
     # label every bp: 0 backbone, 1 gene, 2.. element copies

@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
@@ -68,35 +67,8 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, self._old)
 
 
-class _Progress:
-    """A tqdm bar over epochs in interactive use; one log line per epoch in batch jobs."""
-
-    def __init__(self, total: int, start: int, enabled: bool | None, log: Callable[[str], None]):
-        if enabled is None:
-            batch = os.environ.get("CNVROCK_BATCH", "").lower() in ("1", "true", "yes")
-            enabled = not batch and (sys.stderr.isatty() or "ipykernel" in sys.modules)
-        self.log = log
-        self.bar = None
-        if enabled:
-            try:
-                import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
-                from tqdm.notebook import tqdm
-                if "ipykernel" not in sys.modules:
-                    raise ImportError
-            except ImportError:
-                from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=start, desc="training", unit="epoch")
-
-    def epoch(self, row: dict, total: int) -> None:
-        text = (f"epoch {row['epoch']}/{total} train {row['train_loss']:.2f} val {row['val_loss']:.2f} "
-                f"recon {row['recon']:.2f} kl {row['kl']:.2f} aux {row['aux']:.3f} "
-                f"beta {row['beta']:.2f} aux_w {row['aux_weight']:.2f} {row['seconds']:.1f} s")
-        if self.bar is not None:
-            self.bar.set_postfix(train=f"{row['train_loss']:.1f}", val=f"{row['val_loss']:.1f}")
-            self.bar.update(1)
-        else:
-            self.log(text)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def epoch_line(row: dict, total: int) -> str:
+    """The one log line of an epoch in batch jobs (losses, weights, seconds)."""
+    return (f"epoch {row['epoch']}/{total} train {row['train_loss']:.2f} val {row['val_loss']:.2f} "
+            f"recon {row['recon']:.2f} kl {row['kl']:.2f} aux {row['aux']:.3f} "
+            f"beta {row['beta']:.2f} aux_w {row['aux_weight']:.2f} {row['seconds']:.1f} s")

@@ -26,14 +26,14 @@ from ..geometry import gene_neighbourhood_bins
 from ..holdout import holdout_mask
 from ..model import ConvVAE
 from ..params import Params
-from ..progress import stderr_logger
+from ..progress import Progress, stderr_logger
 from ..store import open_store
 from .checkpoints import _load_checkpoint, _save_checkpoint, encode_and_reconstruct, load_model, model_config_from_params
 from .data import _column_median, normalised_depth, pattern_targets, split_samples, usable_bins
 from .loop import _data_digest, _run_epoch, _validate
 from .plan import TRAIN_KEYS, aux_weight_at, beta_at, warmup_end
 from .report import training_log_frame
-from .runtime import TrainingInterrupted, _Progress, _StopFlag, _torch_settings, thread_count
+from .runtime import TrainingInterrupted, _StopFlag, _torch_settings, epoch_line, thread_count
 
 _stderr_log = stderr_logger("train")
 
@@ -139,7 +139,7 @@ def train_vae(params: Params, progress: bool | None = None, log: Callable[[str],
         log(f"device {device}, {threads} thread(s); {len(split.train)} train / {len(split.val)} val / "
             f"{len(split.holdout)} hold-out samples; {n_bins} bins ({int((~usable).sum())} masked); "
             f"aux_loss {params.aux_loss}")
-        bar = _Progress(total_epochs, start_epoch - 1, progress, log)
+        bar = Progress(total_epochs, "training", "epoch", log, bar=progress, initial=start_epoch - 1)
 
         def state(epoch: int) -> dict:
             return {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch,
@@ -179,7 +179,8 @@ def train_vae(params: Params, progress: bool | None = None, log: Callable[[str],
                     _save_checkpoint(A.CHECKPOINT.path(out), state(epoch))
                 _save_checkpoint(last_path, state(epoch))
                 A.write_table(out, A.TRAINING_LOG, training_log_frame(history))
-                bar.epoch(row, total_epochs)
+                bar.update(1, line=epoch_line(row, total_epochs),
+                           postfix={"train": f"{row['train_loss']:.1f}", "val": f"{row['val_loss']:.1f}"})
                 if stop.set:
                     raise TrainingInterrupted(f"stage 01: SIGTERM after epoch {epoch}; saved in {A.CHECKPOINT_LAST.name}; "
                                               f"a rerun resumes from it")

@@ -4,30 +4,16 @@ igv.js cell of notebooks/explore_sample.ipynb (executed by papermill)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from export_fixtures import amplified_sample, exported_tier  # noqa: F401
+from test_browser import browser  # noqa: F401  (headless Debian Chromium, skips without it)
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REPO = Path(__file__).resolve().parents[1]
 TRACKS = ["copy ratio", "segments (log2 CR)", "gene dosage", "gene panel"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                    "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
 
 
 def _open(browser, url: str):

@@ -24,7 +24,7 @@ from sklearn.metrics import matthews_corrcoef, roc_auc_score
 
 from .atomic import write_text, write_tsv
 from .errors import InputError
-from .evaluation_text import PERCENTILES, _fmt, format_evaluation_txt  # noqa: F401  (_fmt: used by tests)
+from .evaluation_text import PERCENTILES, _fmt, format_evaluation_txt, header_fields  # noqa: F401  (_fmt: tests)
 from .params import Params
 from .reference import load_gene_families, read_tsv
 
@@ -769,7 +769,8 @@ def evaluate(params: Params, modes: dict[str, str] | None = None, write: bool = 
     notes += sweep_notes
     text = format_evaluation_txt(parts["overall"], parts["by_label"], parts["by_outcome"], parts["by_species"],
                                  parts["by_st"], segments, parts["call_status"], summary, notes,
-                                 str(params.tier), int(params.eval_min_group_n))
+                                 str(params.tier), int(params.eval_min_group_n),
+                                 header=header_fields(params))
     result = EvaluationResult(table=table, segments=segments, sweep=sweep, summary=summary, notes=notes,
                               text=text, **parts)
     if write:

@@ -1,4 +1,4 @@
-"""The real MultiQC (test extra ``multiqc``) finds the CNVRock section in a finished tier's out_dir."""
+"""The real MultiQC (in the ``test`` extra) finds the CNVRock section in a finished tier's out_dir."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from export_fixtures import exported_tier  # noqa: F401
 
-pytest.importorskip("multiqc", reason="needs multiqc (pip install 'cnvrock[multiqc]')")
+pytest.importorskip("multiqc", reason="needs multiqc (a test extra: pip install -e '.[test]')")
 
 
 @pytest.fixture(scope="module")

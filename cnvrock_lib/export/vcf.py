@@ -128,24 +128,26 @@ def _write_plain(data: ExportData, path: Path) -> int:
     order = {c: i for i, c in enumerate(data.contigs["contig"])}
     pending = []  # (contig order, pos, tie, builder)
     seg = segment_records(data)
-    for (chrom, start, end, alt), group in seg.groupby(["chrom", "start", "end", "alt"], sort=False):
-        pending.append((order[chrom], int(start), 0, alt, ("segment", chrom, int(start), int(end), alt, group)))
+    # plain lists: pandas row access per segment would dominate the run time on large tiers
+    cols = {c: seg[c].tolist() for c in ("sample_id", "cn", "sq", "n_bins", "n_masked", "mean_ratio")}
+    for (chrom, start, end, alt), rows in seg.groupby(["chrom", "start", "end", "alt"], sort=False).indices.items():
+        pending.append((order[chrom], int(start), 0, alt, ("segment", chrom, int(start), int(end), alt, rows)))
     for rec in gene_records(data):
         pending.append((order[rec["contig"]], rec["start"], 1, rec["level"], ("gene", rec)))
     pending.sort(key=lambda x: x[:4])
     with pysam.VariantFile(str(path), "w", header=header) as vcf:
         for *_, item in pending:
             if item[0] == "segment":
-                _, chrom, start, end, alt, group = item
+                _, chrom, start, end, alt, rows = item
                 r = vcf.new_record(contig=chrom, start=start - 1, stop=end, alleles=("N", f"<{alt}>"),
-                                   qual=int(group["sq"].max()), filter="PASS")
+                                   qual=max(cols["sq"][i] for i in rows), filter="PASS")
                 r.info["SVTYPE"] = alt
                 r.info["LEVEL"] = "segment"
-                r.info["NCARRIERS"] = int(group["sample_id"].nunique())
-                for s in group.itertuples(index=False):
-                    fmt = r.samples[s.sample_id]
-                    fmt["CN"], fmt["SQ"], fmt["NB"] = float(s.cn), int(s.sq), int(s.n_bins)
-                    fmt["NM"], fmt["CR"] = int(s.n_masked), _value(float(s.mean_ratio))
+                r.info["NCARRIERS"] = len({cols["sample_id"][i] for i in rows})
+                for i in rows:
+                    fmt = r.samples[cols["sample_id"][i]]
+                    fmt["CN"], fmt["SQ"], fmt["NB"] = float(cols["cn"][i]), int(cols["sq"][i]), int(cols["n_bins"][i])
+                    fmt["NM"], fmt["CR"] = int(cols["n_masked"][i]), _value(float(cols["mean_ratio"][i]))
             else:
                 rec = item[1]
                 r = vcf.new_record(contig=rec["contig"], start=rec["start"] - 1, stop=rec["end"],

@@ -323,3 +323,15 @@ def test_phred_and_log2_floor():
     out = log2_ratio([1.0, 2.0, 0.0, np.nan])
     np.testing.assert_array_equal(out[:3], [0.0, 1.0, -10.0])
     assert np.isnan(out[3])
+
+
+@pytest.mark.parametrize("fmt", ["vcf", "igv"])
+def test_unwritable_export_folder_is_a_one_line_error(exported_tier, tmp_path, capsys, fmt):
+    from cnvrock_lib.cli import main
+
+    out = _copy_out_dir(exported_tier["out_dir"], tmp_path / "out")
+    (out / "export").write_text("a file where the export folder should go\n")
+    assert main(["export", str(out), "--format", fmt, "--samples", amplified_sample(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and str(out / "export") in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary left

@@ -182,8 +182,7 @@ def write_vcf(data: ExportData, dest: Path | None = None) -> list[Path]:
     dest = Path(dest) if dest else data.export_dir
     target = dest / VCF_NAME
     index = dest / (VCF_NAME + ".tbi")
-    dest.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp_gz, atomic_path(index) as tmp_tbi:
+    with atomic_path(target) as tmp_gz, atomic_path(index) as tmp_tbi:  # these create dest (OutputError if they cannot)
         work = Path(tempfile.mkdtemp(prefix=".vcf.", dir=dest))
         try:
             plain = work / "cnvrock.vcf"

@@ -79,13 +79,13 @@ def test_vcf_header_names_contigs_version_and_params_hash(exported_tier):
 @needs_bcftools
 def test_vcf_gene_dosages_equal_the_call_tables(exported_tier, tables):
     vcf = exported_tier["export"] / "cnvrock.vcf.gz"
-    fields = "%ID\t%SAMPLE\t%DS\t%DSL\t%DSH\t%GCALL\t%GLAB\t%CQ"
+    fields = "%ID\t%SAMPLE\t%DS\t%DSL\t%DSH\t%GCALL\t%GLAB\t%CQ\t%STATUS"
     cases = [("chromosome", tables["genes"], ("crr", "crr_lo", "crr_hi")),
              ("member", tables["plasmid"][tables["plasmid"]["level"] == "member"], ("pcn", "pcn_lo", "pcn_hi")),
              ("family", tables["plasmid"][tables["plasmid"]["level"] == "family"], ("pcn", "pcn_lo", "pcn_hi"))]
     for level, tsv, (value, lo, hi) in cases:
         got = _query(vcf, level, fields)
-        got.columns = ["gene", "sample_id", "ds", "dsl", "dsh", "vcf_call", "vcf_label", "cq"]
+        got.columns = ["gene", "sample_id", "ds", "dsl", "dsh", "vcf_call", "vcf_label", "cq", "vcf_status"]
         merged = tsv.merge(got, on=["gene", "sample_id"], how="outer", indicator=True)
         assert (merged["_merge"] == "both").all(), (level, merged[merged["_merge"] != "both"].head())
         assert len(merged) == len(tsv) > 0
@@ -93,7 +93,7 @@ def test_vcf_gene_dosages_equal_the_call_tables(exported_tier, tables):
             np.testing.assert_allclose(_num(merged[theirs]), merged[ours].to_numpy(float), rtol=1e-5, atol=1e-6,
                                        equal_nan=True, err_msg=f"{level} {ours}")
         assert (merged["vcf_call"].astype(int) == merged["call"]).all()
-        assert (merged["vcf_label"] == merged["label"]).all()
+        assert (merged["vcf_label"] == merged["label"]).all() and (merged["vcf_status"] == merged["status"]).all()
         expected_cq = np.minimum(np.round(-10 * np.log10(np.clip(1 - merged["confidence"], 10 ** -9.9, 1))), 99)
         np.testing.assert_array_equal(_num(merged["cq"]), expected_cq)
 

@@ -14,6 +14,7 @@ Per exported sample, in ``out_dir/export/igv/``:
 from __future__ import annotations
 
 import base64
+import html
 import json
 import shutil
 import xml.etree.ElementTree as ET
@@ -132,15 +133,15 @@ def igv_page(data: ExportData, sample: str, script_src: str | None = IGV_JS) -> 
         script = "<script>" + igv_js_path().read_text(encoding="utf-8").replace("</script", "<\\/script") + "</script>"
     else:
         script = f'<script src="{script_src}"></script>'
-    config = json.dumps(igv_config(data, sample))
-    title = f"CNVRock {data.version}: {sample} in igv.js"
+    config = json.dumps(igv_config(data, sample)).replace("</", "<\\/")  # no "</script>" inside the script
+    title = html.escape(f"CNVRock {data.version}: {sample} in igv.js")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body {{ font-family: sans-serif; margin: 12px; }} #igv {{ border: 1px solid #ccc; }}</style>
 {script}
 </head><body>
 <h3>{title}</h3>
-<p>Tier {data.params.values.get("tier")}, params {data.params_hash}. Tracks: copy ratio per 1 kb bin,
+<p>Tier {html.escape(str(data.params.values.get("tier")))}, params {data.params_hash}. Tracks: copy ratio per 1 kb bin,
 HMM segments (log2 copy ratio), gene dosage calls (red amplified, blue absent), gene panel.</p>
 <div id="igv"></div>
 <script>

@@ -54,7 +54,7 @@ FORMAT_FIELDS = [
     ("GCALL", "1", "Integer", "Gene call: -1 uncallable, 0 absent, 1 normal/present, 2 amplified"),
     ("GLAB", "1", "String", "Gene call label (uncallable, absent, normal, present, amplified)"),
     ("CQ", "1", "Integer", "Gene call quality: phred of 1 - call confidence, capped at 99"),
-    ("ST", "1", "String", "Gene call status of stage 03 (ok or the reason the call is uncallable)"),
+    ("STATUS", "1", "String", "Gene call status of stage 03 (ok or the reason the call is uncallable)"),
 ]
 
 
@@ -165,7 +165,7 @@ def _write_plain(data: ExportData, path: Path) -> int:
                     fmt["CQ"] = _value(float(phred(c["confidence"]))) if pd.notna(c["confidence"]) else None
                     if fmt["CQ"] is not None:
                         fmt["CQ"] = int(fmt["CQ"])
-                    fmt["ST"] = str(c["status"])
+                    fmt["STATUS"] = str(c["status"])
             vcf.write(r)
     return len(pending)
 

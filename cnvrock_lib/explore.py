@@ -124,5 +124,5 @@ def igv_view(params: Params, sample_id: str | None = None, height: int = 560):
     if sample_id is None:
         sample_id = str(open_store(params.store_path, check_values=False).sample_ids[0])
     page = igv_page(load_export_data(params.out_path, [sample_id]), sample_id, script_src=None)
-    return HTML(f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;border:0" '
-                f'title="igv.js: {html.escape(sample_id)}"></iframe>')
+    return HTML(f'<div class="cnvrock-igv"><iframe srcdoc="{html.escape(page, quote=True)}" '
+                f'style="width:100%;height:{height}px;border:0" title="igv.js: {html.escape(sample_id)}"></iframe></div>')

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from export_fixtures import ALL_FORMATS, amplified_sample, exported_tier  # noqa: F401
+from export_fixtures import amplified_sample, exported_tier  # noqa: F401
 
 BCFTOOLS = shutil.which("bcftools")
 TABIX = shutil.which("tabix")

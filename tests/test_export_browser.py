@@ -69,9 +69,10 @@ def test_notebook_igv_cell_renders(browser, exported_tier, tmp_path):
                                parameters={"params_path": str(exported_tier["params_path"]), "sample_id": sample},
                                cwd=str(REPO / "notebooks"), progress_bar=False, kernel_name="python3")
     nb = nbformat.read(executed, as_version=4)
-    html = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if "igv_view" in c.source and "text/html" in o.get("data", {})]
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "igv_view" in c.source)
+    html = [o["data"]["text/html"] for o in cell.outputs if "text/html" in o.get("data", {})]
     assert len(html) == 1
+    assert not [o for o in cell.outputs if o.output_type == "stream"], "the igv cell printed warnings"
     page_path = tmp_path / "igv_cell.html"
     page_path.write_text("<!DOCTYPE html><html><body>" + "".join(html[0]) + "</body></html>", encoding="utf-8")
     page, errors, remote = _open(browser, page_path.as_uri())

@@ -106,6 +106,16 @@ def _cmd_build_store(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    """``export``: VCF/SEG/BED/IGV/MultiQC files of a finished tier (docs/exports.md)."""
+    from .export import export
+
+    samples = [s for s in args.samples.split(",") if s] if args.samples else None
+    for fmt, paths in export(args.out_dir, args.format, samples).items():
+        print(f"{fmt}: {len(paths)} file(s) in {paths[0].parent}" if paths else f"{fmt}: nothing written")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnvrock", description="CNVRock: dosage of AMR genes in Klebsiella pneumoniae from short-read depth.",
@@ -138,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="rebuild reports/index.html")
     p.add_argument("reports", nargs="?", default="reports")
     p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("export", help="write VCF/SEG/BED/IGV/MultiQC files of a finished tier into OUT_DIR/export")
+    p.add_argument("out_dir", help="the tier's out_dir (after stages 02 and 03)")
+    p.add_argument("--format", required=True, action="extend", nargs="+", metavar="FORMAT",
+                   help="one or more of vcf, seg, bed, igv, multiqc")
+    p.add_argument("--samples", help="comma-separated sample_ids (default: all)")
+    p.set_defaults(func=_cmd_export)
 
     for verb, text in (("build-store", "count samples (GATK TSV, BAM/CRAM, mosdepth) into a new NPY store"),
                        ("count-sample", "count one sample into a per-sample file (one cluster job)"),

@@ -105,3 +105,24 @@ def plot_sample(view: SampleView, region: tuple[int, int] | None = None):
     ax2.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def igv_view(params: Params, sample_id: str | None = None, height: int = 560):
+    """The sample in igv.js (bundled, inlined; no CDN) as an IPython ``HTML`` object for a notebook.
+
+    Shows the same tracks as ``cnvrock export --format igv``: copy ratio per bin, the
+    sample's segments, its gene dosage calls and the gene panel, around blaSHV.
+    ``height`` is the frame height in pixels.
+    """
+    import html
+
+    from IPython.display import HTML
+
+    from .export.core import load_export_data
+    from .export.igv import igv_page
+
+    if sample_id is None:
+        sample_id = str(open_store(params.store_path, check_values=False).sample_ids[0])
+    page = igv_page(load_export_data(params.out_path, [sample_id]), sample_id, script_src=None)
+    return HTML(f'<div class="cnvrock-igv"><iframe srcdoc="{html.escape(page, quote=True)}" '
+                f'style="width:100%;height:{height}px;border:0" title="igv.js: {html.escape(sample_id)}"></iframe></div>')

@@ -126,6 +126,7 @@ SCHEMA: dict[str, Key] = {
     ),
     "holdout_ids_path": Key(None, OPT_PATH, path="in", doc="one sample_id per line"),
     "report_dir": Key(None, OPT_PATH, path="out", doc="default: <repo>/reports/<tier>"),
+    "export_formats": Key([], list, lambda x: all(f in ("vcf", "seg", "bed", "igv", "multiqc") for f in x), "a list of vcf, seg, bed, igv, multiqc", doc="exports written to out_dir/export after stage 03 (docs/exports.md)"),
     "simulate": Key(None, (dict, type(None)), doc="simulator settings for a simulated tier"),
 }
 

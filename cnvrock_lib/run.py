@@ -437,6 +437,11 @@ def run_tier(params_path: str | Path, stages: list[str] | None = None, force: bo
                                                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
             log(f"stage {stage.key}: done in {seconds:.1f} s -> {html}")
             outcomes.append(StageOutcome(stage.key, "ran", seconds, executed, html))
+            if stage.key == "03" and params.export_formats:  # params key export_formats; docs/exports.md
+                from .export import export
+
+                log(f"export: {', '.join(params.export_formats)} -> {params.out_path / 'export'}")
+                export(params.out_path, params.export_formats)
     write_json(reports / "tier.json", {"tier": params.tier, "out_dir": str(params.out_path),
                                        "params": str(params.source),
                                        "stages": {o.stage: o.status for o in outcomes}})

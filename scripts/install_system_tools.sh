@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Debian packages used by the real-tool, Slurm and browser tests. Idempotent.
+# Debian packages used by the real-tool, Slurm, browser and export (bcftools, tabix) tests. Idempotent.
 set -euo pipefail
-PKGS="bwa samtools art-nextgen-simulation-tools mosdepth libhts-dev slurmctld slurmd slurm-client munge chromium"
+PKGS="bwa samtools art-nextgen-simulation-tools mosdepth libhts-dev slurmctld slurmd slurm-client munge chromium bcftools tabix"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

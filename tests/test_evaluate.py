@@ -441,7 +441,7 @@ def test_tidy_metrics_and_headline_agree_with_the_text(cohort):
         ref = overall_row(result, row.gene)
         assert row.mcc == pytest.approx(ref.mcc, nan_ok=True) and row.n_eval == ref.n_eval
         line = next(x for x in result.text.splitlines() if x.startswith(row.gene + " "))
-        assert line.split()[2] == ev._fmt(ref.mcc)
+        assert line.split()[2] == ev._fmt(ref.mcc, 2)
     sweep = pd.read_csv(cohort.out_path / "threshold_sweep.tsv", sep="\t")
     assert {"family", "threshold", "mcc", "tpr", "fpr", "ppv", "n", "auc"} <= set(sweep.columns)
     assert set(sweep["family"]) == {"blaSHV", "blaKPC", "blaCTX-M"}
@@ -476,11 +476,40 @@ def test_evaluation_txt_layout(cohort):
 
 
 def test_golden_file(cohort):
-    """The evaluation.txt layout is frozen; regenerate with CNVROCK_UPDATE_GOLDEN=1 only on purpose."""
+    """The evaluation.txt layout is frozen; regenerate with CNVROCK_UPDATE_GOLDEN=1 only on purpose.
+
+    The header's generated time and the temp folder differ per run; they are replaced by
+    ``<GENERATED>`` and ``<ROOT>`` before the comparison. Then the OVERALL header and rows are
+    checked character by character against SPEC §8: ``Gene`` 12 left, ``Mode`` 9 left,
+    ``MCC FNR PPV`` 5 right, ``call_rate`` 10 right, ``n_eval`` 8 right, one space between fields,
+    floats with two decimals, ``N/A`` for undefined.
+    """
+    import re
+
     text = ev.evaluate(cohort, write=False).text
+    root = str(cohort.out_path.parent)
+    text = re.sub(r"(?m)^(Generated: +)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", r"\1<GENERATED>",
+                  text.replace(root, "<ROOT>"))
     if os.environ.get("CNVROCK_UPDATE_GOLDEN") == "1":
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text()
+    lines = text.splitlines()
+    assert lines[:3] == ["=" * 64, "GUIDANCE", "=" * 64]
+    head = lines.index("KpSC experiment evaluation")
+    assert lines[head + 2:head + 4] == ["Generated:        <GENERATED>", "Out dir:          <ROOT>/out"]
+    assert head < lines.index("OVERALL") < lines.index("SEGMENT DIAGNOSTICS") < lines.index("CNVROCK SUMMARY")
+    i = lines.index("OVERALL")
+    assert lines[i + 2] == "Gene         Mode        MCC   FNR   PPV  call_rate   n_eval"
+    rows = lines[i + 4:lines.index("MISSINGNESS") - 2]
+    assert len(rows) == 3
+    number = re.compile(r"^ *(-?\d\.\d\d|N/A)$")
+    for row in rows:
+        assert len(row) == 60 and all(row[k] == " " for k in (12, 22, 28, 34, 40, 51)), repr(row)
+        gene, mode = row[0:12].rstrip(), row[13:22].rstrip()
+        assert gene and mode in ("amp", "presence", "del") and not row[0].isspace()
+        for lo, hi in ((23, 28), (29, 34), (35, 40), (41, 51)):
+            assert number.match(row[lo:hi]), (row, row[lo:hi])
+        assert re.fullmatch(r" *\d+", row[52:60])
 
 
 def test_plots_return_figures(cohort):

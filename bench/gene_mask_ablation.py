@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import matthews_corrcoef
 
-from cnvrock_lib import calling, segment, training
+from cnvrock_lib import calling, segmentation, training
 from cnvrock_lib.params import load_params
 
 SCHEDULE = {"epochs": 80, "lr": 1e-2, "warmup_epochs": 10, "aux_warmup_epochs": 15, "patience": 10}
@@ -64,7 +64,7 @@ def main(argv=None) -> None:
                                                                   "vae_gene_mask_padding": pad})
             t0 = time.perf_counter()
             training.train_vae(params, progress=False, log=lambda m: None)
-            segment.segment_cohort(params, log=lambda m: None)
+            segmentation.segment_cohort(params, log=lambda m: None)
             calls = calling.stage.call_genes(params).gene_calls
             for subset, ids in (("hold-out", holdout), ("all", None)):
                 s = score(calls, truth, ids)

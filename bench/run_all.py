@@ -91,7 +91,7 @@ else:
         from cnvrock_lib.training import train_vae
         train_vae(p, progress=False, log=lambda m: None)
     elif stage == "segment":
-        from cnvrock_lib.segment import segment_cohort
+        from cnvrock_lib.segmentation import segment_cohort
         segment_cohort(p)
     elif stage == "call":
         from cnvrock_lib.calling import call_genes
@@ -257,7 +257,7 @@ def bench_train_throughput(cfg: dict) -> dict:
 # ----------------------------------------------------------------------------- accuracy
 def accuracy_cohort(cfg: dict, work: Path, seed: int, hard: bool) -> pd.DataFrame:
     """Simulate, run CNVRock and every baseline, score on the hold-out samples (and on all samples)."""
-    from cnvrock_lib import calling, geometry, reference, segment, training
+    from cnvrock_lib import calling, geometry, reference, segmentation, training
     from cnvrock_lib.holdout import read_holdout_ids
     from cnvrock_lib.simulate import simulate_cohort
     from cnvrock_lib.store import open_store
@@ -276,7 +276,7 @@ def accuracy_cohort(cfg: dict, work: Path, seed: int, hard: bool) -> pd.DataFram
     training.train_vae(params, progress=False, log=lambda m: None)
     timings["train"] = time.perf_counter() - t
     t = time.perf_counter()
-    segment.segment_cohort(params)
+    segmentation.segment_cohort(params)
     timings["segment"] = time.perf_counter() - t
     result = calling.stage.call_genes(params, write=True)
     store = open_store(params.store_path)
@@ -358,7 +358,7 @@ def accuracy_cohort(cfg: dict, work: Path, seed: int, hard: bool) -> pd.DataFram
     t = time.perf_counter()
     training.train_vae(p_sin2, progress=False, log=lambda m: None)
     timings["train_sin2"] = time.perf_counter() - t
-    sin2_ratios, _ = segment.copy_ratios(counts, np.load(out_sin2 / "reconstructions.npy"),
+    sin2_ratios, _ = segmentation.copy_ratios(counts, np.load(out_sin2 / "reconstructions.npy"),
                                          params.hmm_low_cov_threshold)
     sin2_states = B.decode_states(sin2_ratios, bins, B.ORIGINAL_HMM_MEANS, params.hmm_self_transition)
     add("original (sin² VAE + all three)",

@@ -1,6 +1,6 @@
 """Segmentation accuracy of stage 02 on a simulated cohort against its true segments.
 
-Runs :func:`cnvrock_lib.segment.segment_cohort` with each noise estimate in
+Runs :func:`cnvrock_lib.segmentation.segment_cohort` with each noise estimate in
 ``--noise`` and ``hmm_em_iterations`` in ``--em`` (default 0 1 2 3) on a simulated tier whose stage 01 has run (its
 ``reconstructions.npy`` is the expected depth), and, for comparison, with a
 naive expected depth (the cohort's median profile scaled by each sample's
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cnvrock_lib import segment
+from cnvrock_lib import segmentation
 from cnvrock_lib import truth as T
 from cnvrock_lib.atomic import save_npy, write_tsv
 from cnvrock_lib.normalise import sample_medians
@@ -48,7 +48,7 @@ def cohort_median_expected(store) -> np.ndarray:
 
 
 def noise_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
-    """The noise estimates of :func:`segment.noise_sd` against the scatter of true CN-1 bins.
+    """The noise estimates of :func:`segmentation.noise_sd` against the scatter of true CN-1 bins.
 
     Per sample: the robust sd (1.4826 × MAD) of the copy ratio over usable bins whose
     true CN is 1, the "level" and "diff" estimates, and the lag-1 correlation of
@@ -58,7 +58,7 @@ def noise_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
     store = open_store(params.store_path, check_values=False)
     ratios = np.load(run_dir / "copy_ratios.npy").astype(np.float64)
     mask = np.isnan(ratios)
-    truth = pd.read_csv(segment.truth_path(params), sep="\t", dtype={"sample_id": str})
+    truth = pd.read_csv(segmentation.report.truth_path(params), sep="\t", dtype={"sample_id": str})
     cn1 = (T.truth_cn_per_bin(truth, store.bins, store.sample_ids) == 1) & ~mask
     robust, lag1 = [], []
     for r, ok in zip(ratios, cn1):
@@ -68,8 +68,8 @@ def noise_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
         lag1.append(np.corrcoef(r[1:][pair], r[:-1][pair])[0, 1])
     return pd.DataFrame({"median over samples": {
         "robust sd of true CN-1 bins": float(np.median(robust)),
-        "noise_sd level (default)": float(np.median(segment.noise_sd(ratios, mask, "level"))),
-        "noise_sd diff": float(np.median(segment.noise_sd(ratios, mask, "diff"))),
+        "noise_sd level (default)": float(np.median(segmentation.noise_sd(ratios, mask, "level"))),
+        "noise_sd diff": float(np.median(segmentation.noise_sd(ratios, mask, "diff"))),
         "lag-1 correlation of CN-1 bins": float(np.nanmedian(lag1)),
     }})
 
@@ -78,7 +78,7 @@ def confusion_of(params_path: Path, run_dir: Path) -> pd.DataFrame:
     """:func:`cnvrock_lib.truth.state_confusion` of one run's states against the truth."""
     params = load_params(params_path, overrides={"out_dir": str(run_dir)})
     store = open_store(params.store_path, check_values=False)
-    truth = pd.read_csv(segment.truth_path(params), sep="\t", dtype={"sample_id": str})
+    truth = pd.read_csv(segmentation.report.truth_path(params), sep="\t", dtype={"sample_id": str})
     mask = np.isnan(np.load(run_dir / "copy_ratios.npy"))
     truth_cn = T.truth_cn_per_bin(truth, store.bins, store.sample_ids)
     return T.state_confusion(np.load(run_dir / "states.npy"), mask, truth_cn)
@@ -87,7 +87,7 @@ def confusion_of(params_path: Path, run_dir: Path) -> pd.DataFrame:
 def qc_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
     """``sample_qc.tsv`` of one run against the simulator's ``low_quality`` flag (truth/samples.tsv)."""
     params = load_params(params_path, overrides={"out_dir": str(run_dir)})
-    truth = pd.read_csv(segment.truth_path(params).parent / "samples.tsv", sep="\t", dtype={"sample_id": str})
+    truth = pd.read_csv(segmentation.report.truth_path(params).parent / "samples.tsv", sep="\t", dtype={"sample_id": str})
     qc = pd.read_csv(run_dir / "sample_qc.tsv", sep="\t", dtype={"sample_id": str})
     both = truth[["sample_id", "low_quality"]].merge(qc, on="sample_id")
     both["low_quality"] = both["low_quality"].astype(str).str.lower() == "true"
@@ -107,9 +107,9 @@ def run_one(params_path: Path, out: Path, expected: np.ndarray, em: int, label: 
         overrides["hmm_self_transition"] = self_transition
     params = load_params(params_path, overrides=overrides)
     t0 = time.perf_counter()
-    result = segment.segment_cohort(params, noise_method=noise)
+    result = segmentation.segment_cohort(params, noise_method=noise)
     seconds = time.perf_counter() - t0
-    table = segment.accuracy_against_truth(params, result)
+    table = segmentation.report.accuracy_against_truth(params, result)
     if table is None:
         raise SystemExit(f"{params_path}: no truth/segments.tsv (not a simulated tier?)")
     row = table["all samples"].to_dict()

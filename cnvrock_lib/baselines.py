@@ -34,7 +34,7 @@ from .errors import InputError
 from .copy_number import CN_STATES
 from .hmm import GaussianHMM, uniform_transmat
 from .geometry import contig_starts
-from .segment import copy_ratios, noise_sd
+from .segmentation import copy_ratios, noise_sd
 
 ORIGINAL_HMM_MEANS = (0.0, 1.0, 1.5, 2.5, 3.5, 5.0)
 # Threshold-only rule: a gene whose CRR is below this is called absent (the
@@ -181,7 +181,7 @@ def call_chromosomal(ratios: np.ndarray, bins: np.ndarray, panel: pd.DataFrame, 
 def decode_states(ratios: np.ndarray, bins: np.ndarray, means=CN_STATES, self_transition: float = 0.8,
                   sd: np.ndarray | None = None) -> np.ndarray:
     """MAP states (int8) of CNVRock's batched HMM with the given state means, one chain per contig."""
-    from .segment import decode_contigs
+    from .segmentation import decode_contigs
 
     ratios = np.asarray(ratios, dtype=np.float64)
     mask = ~np.isfinite(ratios)
@@ -197,7 +197,7 @@ def hmmlearn_states(ratios: np.ndarray, bins: np.ndarray, means=CN_STATES, self_
 
     hmmlearn has no missing values, so masked bins are left out of its input and
     take the state of the preceding usable bin (the following one at a contig start).
-    Variance per sample = ``sd``² (default: :func:`cnvrock_lib.segment.noise_sd`).
+    Variance per sample = ``sd``² (default: :func:`cnvrock_lib.segmentation.noise_sd`).
     Returns int8 (n_samples, n_bins).
     """
     from hmmlearn import hmm

@@ -25,6 +25,9 @@ import pandas as pd
 # Keys whose values are wall-clock measurements or path-dependent hashes, not results.
 VOLATILE_JSON_KEYS = {"samples_per_second", "train_seconds", "seconds", "params_hash"}
 VOLATILE_COLUMNS = {"training_log.tsv": ["seconds"]}
+# evaluation.txt header lines that name the run's time and paths, not its results
+VOLATILE_LINE_PREFIXES = {"evaluation.txt": ("Generated:", "Out dir:", "AMRFinder GT:", "Kleborate GT:", "Metadata:",
+                                             "Hold-out ids:")}
 # Not results: the runner's bookkeeping, resolved paths, rendered notebooks.
 SKIPPED = {"params.resolved.yaml", ".cnvrock.lock"}
 
@@ -74,6 +77,9 @@ def artefact_digest(path: Path) -> str:
         buf = io.StringIO()
         frame.to_csv(buf, sep="\t", index=False)
         return _sha(buf.getvalue().encode())
+    if name in VOLATILE_LINE_PREFIXES:
+        lines = path.read_text().splitlines(keepends=True)
+        return _sha("".join(ln for ln in lines if not ln.startswith(VOLATILE_LINE_PREFIXES[name])).encode())
     return _sha(path.read_bytes())
 
 

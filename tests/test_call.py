@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cnvrock_lib import artefacts, calling, copy_number, geometry
-from cnvrock_lib.segment import sample_qc_table
+from cnvrock_lib.segmentation import sample_qc_table
 from cnvrock_lib.atomic import save_npy
 from cnvrock_lib.errors import InputError
 from cnvrock_lib.params import resolve_params

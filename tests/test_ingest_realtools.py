@@ -244,7 +244,7 @@ def test_stages_02_03_on_stores_built_from_real_tools(toy, tmp_path):
     Stage 01 (the VAE) needs a cohort, not two samples; its artefacts are stood in for by
     the toy genome's known expectation: uniform depth, i.e. each sample's median per bin.
     """
-    segment = pytest.importorskip("cnvrock_lib.segment")
+    segmentation = pytest.importorskip("cnvrock_lib.segmentation")
     from cnvrock_lib import calling, normalise
     from cnvrock_lib.atomic import save_npy
     from cnvrock_lib.params import load_params
@@ -272,7 +272,7 @@ def test_stages_02_03_on_stores_built_from_real_tools(toy, tmp_path):
     save_npy(out_dir / "medians.npy", medians)
     save_npy(out_dir / "reconstructions.npy", np.repeat(medians[:, None], counts.shape[1], axis=1).astype(np.float32))
 
-    segment.segment_cohort(params)
+    segmentation.segment_cohort(params)
     segments = pd.read_parquet(out_dir / "segments.parquet")
     s1_amp = segments[(segments["sample_id"] == "S1") & (segments["start"] <= AMP_START + 2001)
                       & (segments["end"] >= AMP_START + 5000)]

@@ -266,9 +266,9 @@ def test_all_zero_and_low_depth_samples_are_flagged_not_crashed(cohort):
     params = load_params(cohort["tier"](store_path=str(chrom)))
     _stage02_inputs(cohort, params)
 
-    from cnvrock_lib import calling, segment
+    from cnvrock_lib import calling, segmentation
 
-    segment.segment_cohort(params)
+    segmentation.segment_cohort(params)
     qc = pd.read_csv(params.out_path / "sample_qc.tsv", sep="\t").set_index("sample_id")
     assert not qc.loc["SRR000", "qc_pass"] and not qc.loc["SRR001", "qc_pass"]
     assert qc.drop(index=["SRR000", "SRR001"])["qc_pass"].all()
@@ -304,10 +304,10 @@ def test_reconstructions_from_another_store_are_refused_by_stage02(cohort):
     params.out_path.mkdir(parents=True)
     atomic.save_npy(params.out_path / "reconstructions.npy", np.ones((N_SAMPLES, N_BINS - 7), np.float32))
     atomic.save_npy(params.out_path / "medians.npy", np.full(N_SAMPLES, 600.0))
-    from cnvrock_lib import segment
+    from cnvrock_lib import segmentation
 
     with pytest.raises((InputError, StoreError), match=r"reconstructions.npy.*\(24, 393\).*\(24, 400\)"):
-        segment.segment_cohort(params)
+        segmentation.segment_cohort(params)
     assert not (params.out_path / "copy_ratios.npy").exists()
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cnvrock_lib import segment as S
+from cnvrock_lib import segmentation as S
 from cnvrock_lib import truth as T
 from cnvrock_lib.errors import InputError, StoreError
 from cnvrock_lib.copy_number import CN_STATES
@@ -150,7 +150,7 @@ def test_segment_cohort_calls_the_planted_copy_numbers(cohort, result):
     qc = result.qc.set_index("sample_id")
     assert not qc.loc["S3", "qc_pass"] and qc.drop("S3")["qc_pass"].all()
     assert qc.loc["S3", "noise_sd"] > 3 * qc.drop("S3")["noise_sd"].max()
-    examples = S.pick_examples(result.qc, result.segments())
+    examples = S.report.pick_examples(result.qc, result.segments())
     assert examples == {"amplified": "S2", "deleted": "S1", "normal": examples["normal"], "failed_qc": "S3"}
     assert examples["normal"] in {"S0", "S4", "S5", "S6", "S7"}
 
@@ -220,7 +220,7 @@ def test_truth_and_accuracy(cohort, result):
 def test_state_occupancy_counts_usable_bins():
     states = np.array([[2, 2, 0, 5], [2, 2, 2, 2]])
     mask = np.array([[False, False, False, True], [False] * 4])
-    occ = S.state_occupancy(states, mask)
+    occ = S.report.state_occupancy(states, mask)
     assert occ.loc[0, "CN 1"] == pytest.approx(2 / 3) and occ.loc[0, "CN 3"] == 0
     assert occ.loc[1, "CN 1"] == 1.0
 
@@ -234,15 +234,15 @@ def test_report_helpers_and_figures(cohort, result):
     from cnvrock_lib.plots import segments as P
 
     params = cohort["params"]
-    assert "samples passing QC" in S.summary_table(result).index
-    examples = S.pick_examples(result.qc, result.segments())
-    bins, ratios, segs, labels = S.example_tracks(result, examples)
+    assert "samples passing QC" in S.report.summary_table(result).index
+    examples = S.report.pick_examples(result.qc, result.segments())
+    bins, ratios, segs, labels = S.report.example_tracks(result, examples)
     assert ratios.shape == (4, len(bins)) and labels[0] == "amplified — S2"
-    states, row_labels = S.heatmap_rows(result, params, max_samples=5)
+    states, row_labels = S.report.heatmap_rows(result, params, max_samples=5)
     assert states.shape == (5, len(bins)) and len(row_labels) == 5
-    occ = S.cohort_occupancy(result)
+    occ = S.report.cohort_occupancy(result)
     np.testing.assert_allclose(occ.sum(axis=1), 1.0)
-    assert S.accuracy_against_truth(params, result) is None  # not a simulated tier
+    assert S.report.accuracy_against_truth(params, result) is None  # not a simulated tier
     figures = [P.sample_tracks(bins, ratios, segs, labels), P.state_heatmap(states, row_labels),
                P.state_occupancy(occ), P.segment_lengths(result.segments()),
                P.qc_distribution(result.qc, params.cnv_min_cn1_proportion)]

@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from cnvrock_lib import baselines as B  # noqa: E402
 from cnvrock_lib.atomic import write_json, write_text, write_tsv  # noqa: E402
-from cnvrock_lib.evaluate import mcc_from_counts  # noqa: E402
+from cnvrock_lib.evaluation import mcc_from_counts  # noqa: E402
 
 PY = sys.executable
 STAGES = ("simulate", "train", "segment", "call", "evaluate")
@@ -97,7 +97,7 @@ else:
         from cnvrock_lib.calling import call_genes
         call_genes(p)
     elif stage == "evaluate":
-        from cnvrock_lib.evaluate import evaluate
+        from cnvrock_lib.evaluation import evaluate
         evaluate(p)
 """
 

@@ -119,13 +119,14 @@ def save_array(out_dir: str | Path, art: Artefact, arr: np.ndarray) -> Path:
 
 
 def read_table(out_dir: str | Path, art: Artefact, **read_kwargs) -> pd.DataFrame:
-    """A tsv or parquet artefact as a frame (``NA`` read as missing in tsv files)."""
+    """A tsv or parquet artefact as a frame; ``read_kwargs`` go to ``pd.read_csv`` / ``pd.read_parquet``
+    (e.g. ``filters`` to read one sample's segments)."""
     out_dir = Path(out_dir)
     path = art.path(out_dir)
     if not path.is_file():
         raise _missing(art, out_dir)
     if art.kind == "parquet":
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, **read_kwargs)
     return pd.read_csv(path, sep="\t", **read_kwargs)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import calling, geometry
-from .evaluate import mcc_from_counts
+from .evaluation import mcc_from_counts
 from .truth import truth_metrics
 from .errors import InputError
 from .copy_number import CN_STATES

@@ -7,17 +7,14 @@ Used by ``notebooks/explore_sample.ipynb`` (outside the chain).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from . import artefacts as A
+from .copy_number import CN_STATES
 from .params import Params
 from .store import open_store
-
-CN_STATES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
-
 
 @dataclass
 class SampleView:
@@ -36,12 +33,6 @@ class SampleView:
     neighbours: pd.DataFrame    # sample_id, distance (latent space), with metadata where known
 
 
-def _need(path: Path) -> Path:
-    if not path.exists():
-        raise InputError(f"{path.name} not found in {path.parent}; run the stage that writes it first")
-    return path
-
-
 def nearest_in_latent(latents: np.ndarray, index: int, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Indices and Euclidean distances of the ``k`` nearest other samples in latent space."""
     dist = np.linalg.norm(latents - latents[index], axis=1)
@@ -57,14 +48,15 @@ def sample_view(params: Params, sample_id: str | None = None, k_neighbours: int 
     ids = store.sample_ids
     sample_id = str(ids[0]) if sample_id is None else sample_id
     index = int(store.index_of([sample_id])[0])
-    expected = np.load(_need(out / "reconstructions.npy"), mmap_mode="r")[index]
-    ratios = np.load(_need(out / "copy_ratios.npy"), mmap_mode="r")[index]
-    states = np.load(_need(out / "states.npy"), mmap_mode="r")[index]
-    latents = np.load(_need(out / "latents.npy"))
-    segments = pd.read_parquet(_need(out / "segments.parquet"), filters=[("sample_id", "==", sample_id)])
-    calls = pd.read_csv(_need(out / "gene_calls.tsv"), sep="\t")
-    pcalls_path = out / "plasmid_gene_calls.tsv"
-    pcalls = pd.read_csv(pcalls_path, sep="\t") if pcalls_path.exists() else pd.DataFrame(columns=["sample_id"])
+    shape = store.counts.shape
+    expected = A.load_array(out, A.RECONSTRUCTIONS, shape)[index]
+    ratios = A.load_array(out, A.COPY_RATIOS, shape)[index]
+    states = A.load_array(out, A.STATES, shape)[index]
+    latents = np.asarray(A.load_array(out, A.LATENTS))
+    segments = A.read_table(out, A.SEGMENTS, filters=[("sample_id", "==", sample_id)])
+    calls = A.read_table(out, A.GENE_CALLS)
+    pcalls = A.read_table(out, A.PLASMID_CALLS) if A.PLASMID_CALLS.path(out).exists() \
+        else pd.DataFrame(columns=["sample_id"])
     nn_idx, nn_dist = nearest_in_latent(latents, index, k_neighbours)
     neighbours = pd.DataFrame({"sample_id": ids[nn_idx], "latent_distance": nn_dist})
     if params.kpsc_meta_path:

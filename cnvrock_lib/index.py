@@ -31,7 +31,7 @@ def collect_tiers(reports_root: Path) -> list[dict]:
 
 def headline(metrics_path: Path) -> pd.DataFrame:
     """Overall per-gene rows (gene, mode, MCC, FNR, PPV, n_eval) of an ``evaluation_metrics.tsv``."""
-    from .evaluate import headline_metrics
+    from .evaluation import headline_metrics
 
     return headline_metrics(metrics_path.parent)
 

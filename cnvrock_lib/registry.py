@@ -12,7 +12,7 @@ REGISTRY: dict[str, dict[str, str]] = {
     "architecture": {"06_conv_vae": "cnvrock_lib.model:ConvVAE"},
     "hmm": {"02_gaussian_hmm": "cnvrock_lib.hmm:GaussianHMM"},
     "cnv": {"06_gene_cnv_caller": "cnvrock_lib.calling:call_genes"},
-    "evaluation": {"04_kpsc_evaluation": "cnvrock_lib.evaluate:evaluate"},
+    "evaluation": {"04_kpsc_evaluation": "cnvrock_lib.evaluation:evaluate"},
 }
 
 

@@ -213,9 +213,9 @@ def preflight(params: Params, log: Callable[[str], None] | None = None) -> dict:
     if params.kpsc_gt_path or params.kpsc_kleborate_gt_path:
         # Values too (0/1 presence, whole copy counts): a bad value must stop the run before
         # training, not in stage 04 an hour later.
-        from . import evaluate
+        from . import evaluation
 
-        evaluate.load_ground_truth(params.kpsc_gt_path, params.kpsc_kleborate_gt_path)
+        evaluation.load_ground_truth(params.kpsc_gt_path, params.kpsc_kleborate_gt_path)
     return summary
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from sklearn.metrics import confusion_matrix, matthews_corrcoef, precision_score, recall_score, roc_auc_score
 
-from cnvrock_lib import evaluate as ev
+from cnvrock_lib import evaluation as ev
 from cnvrock_lib.errors import InputError
 from cnvrock_lib.params import load_params
 

@@ -378,10 +378,10 @@ def test_gt_without_sample_id_column_names_the_file(cohort, cli_here):
     pd.DataFrame({"run": ids, "blaSHV": 1}).to_csv(gt, sep="\t", index=False)
     params = _eval_params(cohort, gt)
     _calls(params.out_path, ids)
-    from cnvrock_lib import evaluate
+    from cnvrock_lib import evaluation
 
     with pytest.raises(InputError, match=rf"AMRFinder ground truth file {gt} lacks column\(s\) \['sample_id'\]"):
-        evaluate.evaluate(params)
+        evaluation.evaluate(params)
     res = cli_here("run", str(params.source))  # the runner checks it before stage 01
     assert_one_line_error(res, 2, str(gt), "lacks column(s) ['sample_id']")
 
@@ -390,9 +390,9 @@ def test_gt_gene_column_absent_is_reported_not_scored(cohort):
     ids = cohort["ids"]
     params = _eval_params(cohort, _gt(cohort["root"], ids, famA=None), _meta(cohort["root"], ids))
     _calls(params.out_path, ids)
-    from cnvrock_lib import evaluate
+    from cnvrock_lib import evaluation
 
-    result = evaluate.evaluate(params)
+    result = evaluation.evaluate(params)
     assert set(result.overall["gene"]) == {"blaSHV"}
     assert "no ground-truth column, not evaluated: famA" in result.text
 
@@ -406,10 +406,10 @@ def test_gt_presence_values_must_be_0_or_1(cohort, value, cli_here):
     fam = ["1" if i % 2 == 0 else "0" for i in range(len(ids))]
     fam[5] = value
     gt = _gt(cohort["root"], ids, famA=fam)
-    from cnvrock_lib import evaluate
+    from cnvrock_lib import evaluation
 
     with pytest.raises(InputError, match=rf"{gt}: column 'famA', sample 'SRR005' has value '{value}'; expected"):
-        evaluate.load_ground_truth(gt)
+        evaluation.load_ground_truth(gt)
     res = cli_here("run", str(cohort["tier"](kpsc_gt_path=str(gt))))
     assert_one_line_error(res, 2, str(gt), f"column 'famA', sample 'SRR005' has value '{value}'")
     assert not (cohort["root"] / "out" / "notebooks").exists()
@@ -421,10 +421,10 @@ def test_kleborate_copy_count_must_be_a_whole_number(cohort):
     counts = ["1"] * len(ids)
     counts[2] = "2.5"
     pd.DataFrame({"sample_id": ids, "blaSHV": counts}).to_csv(kl, sep="\t", index=False)
-    from cnvrock_lib import evaluate
+    from cnvrock_lib import evaluation
 
     with pytest.raises(InputError, match=rf"{kl}: column 'blaSHV', sample 'SRR002' has value '2.5'; expected"):
-        evaluate.load_ground_truth(None, kl)
+        evaluation.load_ground_truth(None, kl)
 
 
 def test_samples_in_gt_but_not_in_store_and_the_reverse_are_counted(cohort):
@@ -432,9 +432,9 @@ def test_samples_in_gt_but_not_in_store_and_the_reverse_are_counted(cohort):
     gt_ids = ids[4:] + ["ERR1", "ERR2"]           # 4 store samples without GT, 2 GT samples not in the store
     params = _eval_params(cohort, _gt(cohort["root"], gt_ids), _meta(cohort["root"], ids))
     _calls(params.out_path, ids)
-    from cnvrock_lib import evaluate
+    from cnvrock_lib import evaluation
 
-    result = evaluate.evaluate(params)
+    result = evaluation.evaluate(params)
     assert result.summary["gt_without_calls"] == 2 and result.summary["calls_without_gt"] == 4
     assert result.summary["evaluated_samples"] == len(ids) - 4
     lines = {line.split()[0]: line.split()[-1] for line in result.text.splitlines()
@@ -447,9 +447,9 @@ def test_empty_st_keeps_the_sample_in_overall(cohort):
     st = ["ST11" if i % 2 else "" for i in range(len(ids))]
     params = _eval_params(cohort, _gt(cohort["root"], ids), _meta(cohort["root"], ids, st))
     _calls(params.out_path, ids)
-    from cnvrock_lib import evaluate
+    from cnvrock_lib import evaluation
 
-    result = evaluate.evaluate(params)
+    result = evaluation.evaluate(params)
     overall = result.overall.set_index("gene")
     assert overall.loc["famA", "n_eval"] == len(ids)
     assert set(result.by_st["ST"]) == {"ST11"}

@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from .. import __version__
+from .. import artefacts as A
 from ..errors import InputError
 from ..params import Params
 from ..reference import load_contigs, load_gene_families, load_gene_panel
@@ -77,13 +78,7 @@ class ExportData:
 
         store = open_store(self.params.store_path, check_values=False)
         index = int(store.index_of([sample_id])[0])
-        path = self.out_dir / "copy_ratios.npy"
-        if not path.is_file():
-            raise InputError(f"copy_ratios.npy not found in {self.out_dir}; run stage 02 (02_segment.ipynb) first")
-        ratios = np.load(path, mmap_mode="r")
-        if ratios.shape != store.counts.shape:
-            raise InputError(f"{path} has shape {ratios.shape}; the store {self.params.store_path} has "
-                             f"{store.counts.shape} (samples x bins); was out_dir written from another store?")
+        ratios = A.load_array(self.out_dir, A.COPY_RATIOS, store.counts.shape)
         return pd.DataFrame({"chrom": store.bins["chrom"], "start": store.bins["start"], "end": store.bins["end"],
                              "copy_ratio": np.asarray(ratios[index], dtype=np.float64)})
 
@@ -102,7 +97,7 @@ def log2_ratio(mean_ratio) -> np.ndarray:
 
 
 def _read_params(out_dir: Path) -> Params:
-    path = out_dir / "params.resolved.yaml"
+    path = A.PARAMS_RESOLVED.path(out_dir)
     if not path.is_file():
         raise InputError(f"params.resolved.yaml not found in {out_dir}; is this a CNVRock out_dir "
                          f"(run `cnvrock run PARAMS` first)?")
@@ -115,10 +110,10 @@ def _read_params(out_dir: Path) -> Params:
     return Params(values, source=path, legacy=legacy)
 
 
-def _need(out_dir: Path, name: str, stage: str) -> Path:
-    path = out_dir / name
+def _need(out_dir: Path, art: A.Artefact) -> Path:
+    path = art.path(out_dir)
     if not path.is_file():
-        raise InputError(f"{name} not found in {out_dir}; run stage {stage} first")
+        raise InputError(f"{art.name} not found in {out_dir}; {art.writer} writes it — run that stage first")
     return path
 
 
@@ -145,19 +140,19 @@ def load_export_data(out_dir: str | Path, samples: list[str] | None = None) -> E
     if not out_dir.is_dir():
         raise InputError(f"out_dir {out_dir} is not a folder; expected a tier's finished out_dir")
     params = _read_params(out_dir)
-    qc = _table(_need(out_dir, "sample_qc.tsv", "02 (02_segment.ipynb)"),
+    qc = _table(_need(out_dir, A.SAMPLE_QC),
                 ["sample_id", "median_depth", "noise_sd", "qc_pass"])
-    seg_path = _need(out_dir, "segments.parquet", "02 (02_segment.ipynb)")
+    seg_path = _need(out_dir, A.SEGMENTS)
     try:
         segments = pd.read_parquet(seg_path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise InputError(f"{seg_path} could not be read: {exc}") from None
     need = ["sample_id", "chrom", "start", "end", "n_bins", "n_masked", "cn", "mean_ratio", "confidence"]
     if missing := [c for c in need if c not in segments.columns]:
-        raise InputError(f"{out_dir / 'segments.parquet'} lacks column(s) {missing}; expected {need}")
-    gene_calls = _table(_need(out_dir, "gene_calls.tsv", "03 (03_call.ipynb)"),
+        raise InputError(f"{seg_path} lacks column(s) {missing}; expected {need}")
+    gene_calls = _table(_need(out_dir, A.GENE_CALLS),
                         ["sample_id", "gene", "call", "label", "crr", "crr_lo", "crr_hi", "confidence", "status"])
-    ppath = out_dir / "plasmid_gene_calls.tsv"
+    ppath = A.PLASMID_CALLS.path(out_dir)
     plasmid_calls = _table(ppath, ["sample_id", "gene", "level", "call", "label", "pcn", "pcn_lo", "pcn_hi",
                                    "confidence", "status"]) if ppath.is_file() else pd.DataFrame(
         columns=["sample_id", "gene", "level", "call", "label", "pcn", "pcn_lo", "pcn_hi", "confidence", "status"])
@@ -166,7 +161,7 @@ def load_export_data(out_dir: str | Path, samples: list[str] | None = None) -> E
     if samples:
         unknown = [s for s in samples if s not in set(known)]
         if unknown:
-            raise InputError(f"sample(s) {unknown[:5]} not in {out_dir / 'sample_qc.tsv'} "
+            raise InputError(f"sample(s) {unknown[:5]} not in {A.SAMPLE_QC.path(out_dir)} "
                              f"({len(known)} samples, e.g. {known[:3]})")
         chosen = list(dict.fromkeys(samples))
     else:

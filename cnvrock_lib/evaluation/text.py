@@ -1,7 +1,7 @@
 """The fixed-width ``evaluation.txt`` of stage 04 (SPEC §8; layout in docs/evaluation.md).
 
 Formatting only: ``format_evaluation_txt`` takes the frames that
-``cnvrock_lib.evaluate`` computes and lays them out in the original's blocks
+:mod:`cnvrock_lib.evaluation` computes and lays them out in the original's blocks
 and column widths (SPEC §8), CNVRock's additions after them.
 The layout constants (rule width, percentile columns, count metrics) live here.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from .. import artefacts as A
 
 PERCENTILES = (10, 25, 50, 75, 90)
 RULE_WIDTH = 64
@@ -97,7 +99,7 @@ def header_fields(params) -> dict:
     import os
     import time
 
-    calls = [params.out_path / name for name in ("gene_calls.tsv", "plasmid_gene_calls.tsv")]
+    calls = [art.path(params.out_path) for art in (A.GENE_CALLS, A.PLASMID_CALLS)]
     stamps = [p.stat().st_mtime for p in calls if p.is_file()]
     epoch = float(os.environ.get("SOURCE_DATE_EPOCH", max(stamps) if stamps else 0.0))
     generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))

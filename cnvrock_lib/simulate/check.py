@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .. import reference
+from ..store import NpyStore
 from ..errors import InputError
 from ..reference import BIN_SIZE
 from .config import CG258, SPECIES, WORLD_SEED
@@ -87,13 +89,41 @@ def _cn1_mask(seg: pd.DataFrame, ids: np.ndarray, starts, ends) -> np.ndarray:
     return mask
 
 
-def measure_properties(data_dir) -> pd.DataFrame:
-    """Measure back, from a simulated cohort's files, the properties that docs/simulation.md claims.
+@dataclass
+class _Cohort:
+    """A simulated cohort's stores, truth tables and the per-sample / per-bin masks the checks share."""
 
-    Returns one row per property: ``property claim low high measured ok`` (``ok``:
-    ``low <= measured <= high``). Low-quality and mixed samples are left out of the
-    depth statistics; they are measured on their own rows.
-    """
+    data_dir: Path
+    chrom: NpyStore
+    plas: NpyStore
+    smp: pd.DataFrame
+    seg: pd.DataFrame
+    truth: pd.DataFrame
+    feat: pd.DataFrame
+    kleb: pd.DataFrame
+    holdout: list[str]
+    ids: np.ndarray
+    C: np.ndarray
+    P: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    med: np.ndarray
+    lq: np.ndarray
+    mixed: np.ndarray
+    normal: np.ndarray
+    species: np.ndarray
+    kp: np.ndarray
+    mapp: np.ndarray
+    gc: np.ndarray
+    dist: np.ndarray
+    island: np.ndarray
+    hot: np.ndarray
+    cn1: np.ndarray
+    full: np.ndarray
+    usable: np.ndarray
+
+
+def _load_cohort(data_dir) -> _Cohort:
     data_dir = Path(data_dir)
     chrom, plas, read = _cohort_files(data_dir)
     smp, seg, truth, feat, kleb = (read(k) for k in ("samples", "segments", "gene_truth", "bin_features",
@@ -119,6 +149,20 @@ def measure_properties(data_dir) -> pd.DataFrame:
     cn1 = _cn1_mask(seg, ids, starts, ends)
     full = (ends - starts + 1) == BIN_SIZE
     usable = cn1 & (mapp > 0.99)[None, :] & ~hot[None, :] & full[None, :]
+    return _Cohort(data_dir=data_dir, chrom=chrom, plas=plas, smp=smp, seg=seg, truth=truth, feat=feat, kleb=kleb,
+                   holdout=holdout, ids=ids, C=C, P=P, starts=starts, ends=ends, med=med, lq=lq, mixed=mixed,
+                   normal=normal, species=species, kp=kp, mapp=mapp, gc=gc, dist=dist, island=island, hot=hot, cn1=cn1,
+                   full=full, usable=usable)
+
+
+def measure_properties(data_dir) -> pd.DataFrame:
+    """Measure back, from a simulated cohort's files, the properties that docs/simulation.md claims.
+
+    Returns one row per property: ``property claim low high measured ok`` (``ok``:
+    ``low <= measured <= high``). Low-quality and mixed samples are left out of the
+    depth statistics; they are measured on their own rows.
+    """
+    cohort = _load_cohort(data_dir)
     rows = []
 
     def add(prop, claim, low, high, value):
@@ -126,9 +170,22 @@ def measure_properties(data_dir) -> pd.DataFrame:
         rows.append({"property": prop, "claim": claim, "low": low, "high": high,
                      "measured": round(value, 4), "ok": bool(low <= value <= high)})
 
+    for group in (_geometry, _depth, _gc_bias, _noise, _ori_ter, _unmappable, _population, _blashv, _plasmids,
+                  _sample_quality):
+        group(cohort, add)
+    return pd.DataFrame(rows)
+
+
+def _geometry(c: _Cohort, add) -> None:
+    """Bin counts of the two stores."""
+    C, P = c.C, c.P
     add("chromosome bins", "5,334 bins of NC_016845.1", 5334, 5334, C.shape[1])
     add("plasmid bins", "2,031 bins over 12 contigs", 2031, 2031, P.shape[1])
-    # depth
+
+
+def _depth(c: _Cohort, add) -> None:
+    """Depth range and read starts per bin."""
+    smp, med, normal = c.smp, c.med, c.normal
     rpb = smp["reads_per_bin"].to_numpy(float)
     dn = smp["depth"].to_numpy(float)[normal]
     add("depth min (x)", "coverage 40-200x", 40, 200, dn.min())
@@ -140,7 +197,11 @@ def measure_properties(data_dir) -> pd.DataFrame:
         np.percentile(med[normal], 1))
     add("read starts per bin, 99th pct", "about 270-2,000 read starts per bin", 1200, 2200,
         np.percentile(med[normal], 99))
-    # GC
+
+
+def _gc_bias(c: _Cohort, add) -> None:
+    """GC profile and the per-sample GC-bias curves."""
+    smp, C, normal, gc, dist, island, usable = c.smp, c.C, c.normal, c.gc, c.dist, c.island, c.usable
     add("mean GC", "per-bin GC, mean about 57 %", 0.56, 0.58, gc.mean())
     add("island GC minus core GC", "accessory islands are lower-GC", -0.10, -0.03,
         gc[island].mean() - gc[~island].mean())
@@ -159,7 +220,11 @@ def measure_properties(data_dir) -> pd.DataFrame:
         within = pd.Series(np.log(kappa_fit[pcr])).groupby(smp["gc_batch"].to_numpy()[pcr]).std().median()
         add("GC-bias jitter within a PCR batch, sd of log κ", "per-sample jitter (lognormal sd 0.25)",
             0.15, 0.40, within)
-    # overdispersion and neighbour correlation (adjacent CN-1 mappable bins)
+
+
+def _noise(c: _Cohort, add) -> None:
+    """Overdispersion and neighbour correlation of adjacent CN-1 mappable bins."""
+    C, med, normal, usable = c.C, c.med, c.normal, c.usable
     both = usable[:, 1:] & usable[:, :-1]
     diff = C[:, 1:] - C[:, :-1]
     mean_adj = (C[:, 1:] + C[:, :-1]) / 2
@@ -183,20 +248,33 @@ def measure_properties(data_dir) -> pd.DataFrame:
         a, b = r0[i, ok[i]], r1[i, ok[i]]
         corr.append(np.corrcoef(a, b)[0, 1])
     add("lag-1 correlation of log depth", "neighbouring bins correlated", 0.1, 0.9, np.median(corr))
-    # ori/ter
+
+
+def _ori_ter(c: _Cohort, add) -> None:
+    """The replication gradient."""
+    smp, C, normal, dist, usable = c.smp, c.C, c.normal, c.dist, c.usable
     est = ori_ter_fit(C, dist, usable)
     true = smp["ori_ter_ratio"].to_numpy(float)
     err = np.abs(np.log2(est[normal]) - np.log2(true[normal]))
     add("ori/ter fit error (log2), median", "regression recovers the ratio", 0, 0.05, np.median(err))
     add("ori/ter fitted min", "ori/ter ratio 1.0-2.5", 0.95, 1.3, est[normal].min())
     add("ori/ter fitted max", "ori/ter ratio 1.0-2.5", 1.8, 2.6, est[normal].max())
-    # unmappable stretches
+
+
+def _unmappable(c: _Cohort, add) -> None:
+    """Unmappable stretches."""
+    C, med, lq, mapp = c.C, c.med, c.lq, c.mapp
     unm = mapp < 0.1
     rel = C[np.ix_(~lq, unm)] / med[~lq, None]
     add("unmappable bins (mappability < 0.1)", "about 8 rRNA operons + IS + prophage repeats", 40, 120, unm.sum())
     add("unmappable bins: count / median, 99.9th pct", "drop towards 0 in every sample", 0, 0.2,
         np.percentile(rel, 99.9))
-    # population structure
+
+
+def _population(c: _Cohort, add) -> None:
+    """Species, STs, lineage and private deletions."""
+    smp, seg, ids, C, ends, med = c.smp, c.seg, c.ids, c.C, c.ends, c.med
+    mixed, normal, species, mapp, cn1 = c.mixed, c.normal, c.species, c.mapp, c.cn1
     for k, name in enumerate(SPECIES):
         add(f"share {name}", "species mix (Kp 86 %, Kq 8 %, Kv 6 %)", (0.86, 0.08, 0.06)[k] - 0.05,
             (0.86, 0.08, 0.06)[k] + 0.05, np.mean(species == name))
@@ -224,7 +302,12 @@ def measure_properties(data_dir) -> pd.DataFrame:
     dm &= normal[:, None] & (mapp > 0.99)[None, :]
     add("deleted bins: count / median, 99th pct", "deletions read near 0", 0, 0.1,
         np.percentile((C / med[:, None])[dm], 99) if dm.any() else 0)
-    # blaSHV
+
+
+def _blashv(c: _Cohort, add) -> None:
+    """blaSHV amplifications and the Kleborate-style count."""
+    data_dir, chrom, smp, seg, truth, kleb = c.data_dir, c.chrom, c.smp, c.seg, c.truth, c.kleb
+    ids, C, med, mixed, normal, kp = c.ids, c.C, c.med, c.mixed, c.normal, c.kp
     shv = truth[truth["level"] == "chromosome"].set_index("sample_id")["true_cn"].reindex(ids).to_numpy(float)
     nonkp = ~kp & ~mixed
     add("blaSHV truth in Kq/Kv, max", "Kq/Kv carry no chromosomal blaSHV", 0, 0, shv[nonkp].max() if nonkp.any() else 0)
@@ -246,7 +329,11 @@ def measure_properties(data_dir) -> pd.DataFrame:
     kl = kleb.set_index("sample_id")["blaSHV"].reindex(ids).to_numpy(int)
     expect = np.floor(smp["shv_cn_major"].to_numpy(float) + 0.5).astype(int) + pshv
     add("Kleborate blaSHV count off truth", "a few % label noise", 0.005, 0.06, np.mean(kl != expect))
-    # plasmids: backbone PCN by type, non-carriers, near-identical split
+
+
+def _plasmids(c: _Cohort, add) -> None:
+    """Plasmid backbone PCN by type, non-carriers' cross-talk, near-identical members."""
+    data_dir, plas, smp, truth, ids, P, med, normal = c.data_dir, c.plas, c.smp, c.truth, c.ids, c.P, c.med, c.normal
     world = build_world(cohort_world_seed(data_dir))
     for ptype, (lo, hi) in PCN_RANGE.items():
         if ptype == "ColE-like":
@@ -300,7 +387,12 @@ def measure_properties(data_dir) -> pd.DataFrame:
                 np.median(ratio_member))
             add("CTX-M-14 carriers: family PCN / truth", "the family sum keeps them", 0.85, 1.4,
                 np.median((fam_pcn / mean_len)[only] / family["blaCTX-M"].to_numpy(float)[only]))
-    # low-quality, mixed, GT noise, holdout
+
+
+def _sample_quality(c: _Cohort, add) -> None:
+    """Low-quality and mixed samples, label noise, hold-out share."""
+    smp, holdout, ids, C, med, lq = c.smp, c.holdout, c.ids, c.C, c.med, c.lq
+    mixed, normal, mapp = c.mixed, c.normal, c.mapp
     lowd = lq & smp["low_quality_reason"].str.contains("low_depth").to_numpy()
     if lowd.any():
         add("low-depth samples: median count / normal 1st pct, max", "very low depth (2-8x)", 0, 0.6,
@@ -317,7 +409,6 @@ def measure_properties(data_dir) -> pd.DataFrame:
     noisy = smp["gt_label_noise"].astype(str).str.len().gt(0).to_numpy()
     add("samples with a GT label flip", "a few % label noise", 0.01, 0.3, noisy.mean())
     add("holdout share", "about 25 % holdout", 0.2, 0.3, len(holdout) / len(ids))
-    return pd.DataFrame(rows)
 
 
 

@@ -23,18 +23,24 @@ UNKNOWN = "unknown"
 METADATA_COLUMNS = ("Species", "ST")
 
 
+def _text_to_numbers(frame: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series, int | None]:
+    """A text column as (stripped text, float with NaN for missing tokens, row of the first non-number or None)."""
+    raw = frame[column].astype(str).str.strip()
+    missing = raw.str.lower().isin(MISSING_TOKENS)
+    numbers = pd.to_numeric(raw.where(~missing), errors="coerce")
+    bad = numbers.isna() & ~missing
+    first_bad = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else None
+    return raw, numbers, first_bad
+
+
 def _parse_numbers(frame: pd.DataFrame, column: str, path, what: str, allow_missing_code: bool = True,
                    kind: str = "number") -> pd.Series:
     """Text column -> float (NaN = missing); non-numeric or negative values raise InputError.
 
     ``kind`` ``"presence"`` also requires 0 or 1; ``"count"`` requires whole numbers (copies).
     """
-    raw = frame[column].astype(str).str.strip()
-    missing = raw.str.lower().isin(MISSING_TOKENS)
-    numbers = pd.to_numeric(raw.where(~missing), errors="coerce")
-    bad = numbers.isna() & ~missing
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
+    raw, numbers, i = _text_to_numbers(frame, column)
+    if i is not None:
         raise InputError(f"{what} {path}: column {column!r}, sample {frame['sample_id'].iloc[i]!r} has "
                          f"value {raw.iloc[i]!r}; expected a number (0/1 or a copy count) or empty for missing")
     if allow_missing_code:
@@ -145,12 +151,8 @@ def _parse_calls(frame: pd.DataFrame, path, what: str) -> pd.Series:
 def _parse_values(frame: pd.DataFrame, column: str, path, what: str) -> pd.Series:
     if column not in frame.columns:
         return pd.Series(np.nan, index=frame.index)
-    raw = frame[column].astype(str).str.strip()
-    missing = raw.str.lower().isin(MISSING_TOKENS)
-    numbers = pd.to_numeric(raw.where(~missing), errors="coerce")
-    bad = numbers.isna() & ~missing
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
+    raw, numbers, i = _text_to_numbers(frame, column)
+    if i is not None:
         raise InputError(f"{what} {path}: sample {frame['sample_id'].iloc[i]!r}, gene {frame['gene'].iloc[i]!r} "
                          f"has {column}={raw.iloc[i]!r}; expected a number (copies) or empty")
     return numbers.astype(np.float64)

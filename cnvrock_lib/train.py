@@ -385,9 +385,12 @@ def encode_and_reconstruct(model: ConvVAE, x: np.ndarray, medians: np.ndarray, d
 
 
 # ----------------------------------------------------------------------------- training
-def _data_digest(sample_ids: np.ndarray, medians: np.ndarray, split: Split, n_bins: int) -> str:
-    """Identity of the training data: sample ids, per-sample medians, bins and split."""
-    h = hashlib.sha256()
+def _data_digest(sample_ids: np.ndarray, medians: np.ndarray, split: Split, n_bins: int, x: np.ndarray) -> str:
+    """Identity of the training data and code: ids, medians, bins, split, the training matrix ``x``, library source."""
+    from .run import library_sha
+
+    h = hashlib.sha256(library_sha().encode())
+    h.update(np.ascontiguousarray(x).tobytes())
     h.update("\n".join(sample_ids.tolist()).encode())
     h.update(np.ascontiguousarray(medians, dtype=np.float64).tobytes())
     h.update(str(n_bins).encode())
@@ -483,7 +486,7 @@ def train_vae(params: Params, progress: bool | None = None, log: Callable[[str],
     threads = thread_count(params.num_threads)
     config = model_config_from_params(params, n_bins)
     params_hash = params.hash(list(TRAIN_KEYS))
-    data_hash = _data_digest(store.sample_ids, medians, split, n_bins)
+    data_hash = _data_digest(store.sample_ids, medians, split, n_bins, x_np)
     total_epochs = params.epochs
     full_from = min(warmup_end(params), total_epochs)
 

@@ -538,7 +538,7 @@ def test_sigkill_mid_write_leaves_only_a_hidden_temp_file_that_the_next_run_remo
     proc.kill()
     proc.wait()
     left = _no_litter(out)
-    assert "latents.npy" not in left and len(left) == 1 and left[0].startswith(".latents.npy.")
+    assert "latents.npy" not in left and len(left) == 1 and left[0].startswith(".cnvrock-tmp.latents.npy.")
     with run.out_dir_lock(out):
         removed = run.sweep_stale(out)
     assert [p.name for p in removed] == left
@@ -552,7 +552,7 @@ def test_sigterm_outside_a_stage_unwinds_with_exit_143(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "cnvrock_lib.cli", "simulate", "--out", str(target),
                              "--n-samples", "1000"], stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     deadline = time.monotonic() + 60
-    while not any(tmp_path.glob(".sim.*.tmp")) and time.monotonic() < deadline:
+    while not any(tmp_path.glob(".cnvrock-tmp.sim.*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

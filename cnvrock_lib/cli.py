@@ -38,7 +38,7 @@ def _cmd_simulate(args) -> int:
 def _cmd_convert_store(args) -> int:
     from .store import convert_store
 
-    print(f"converted store written to {convert_store(args.src, args.dst)}")
+    print(f"converted store written to {convert_store(args.src, args.dst, trust_pickle=args.trust_pickle)}")
     return 0
 
 
@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert-store", help="copy an original (object-dtype) store into a pickle-free one")
     p.add_argument("src")
     p.add_argument("dst")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="confirm that you trust SRC: its object arrays are read (strings, numbers, numpy "
+                        "arrays only; anything else is refused)")
     p.set_defaults(func=_cmd_convert_store)
 
     p = sub.add_parser("index", help="rebuild reports/index.html")

@@ -228,7 +228,9 @@ def resolve_params(raw: dict[str, Any], base_dir: Path, where: str = "params",
         if key not in values:
             if spec.default is None and key in ("store_path", "out_dir"):
                 raise ParamsError(f"{where}: required key '{key}' is missing ({spec.doc})")
-            values[key] = json.loads(json.dumps(spec.default))  # deep copy
+            # deep copy, normalised like a given value (10 -> 10.0 for a numeric key), so that a
+            # frozen copy of these values (run.py) hashes the same as the YAML it came from
+            values[key] = _check_type(key, json.loads(json.dumps(spec.default)), spec, where)
     for key in ("architecture", "hmm", "cnv", "evaluation"):
         if values[key] not in registry.REGISTRY[key]:
             raise ParamsError(f"{where}: key '{key}' = {values[key]!r} is not a registered "

@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 from . import __version__
 from .atomic import TMP_PREFIX, is_output_fault, output_error, registered_leftovers, write_json, write_text
-from .errors import CnvrockError, LockedError, OutputError, ParamsError, StageError, Terminated
+from .errors import CnvrockError, InputError, LockedError, OutputError, ParamsError, StageError, StoreError, Terminated
 from .params import Params, write_frozen
 from .progress import is_progress_line
 from .report import prepare_params
@@ -255,18 +255,84 @@ def preflight(params: Params, log: Callable[[str], None] | None = None) -> dict:
             log(f"sample sets differ: {summary['no_plasmid_counts']} chromosome-store sample(s) are not in the "
                 f"plasmid store (plasmid calls -1, status no_plasmid_counts) and {summary['plasmid_only']} "
                 f"plasmid-store sample(s) are not in the chromosome store (not called)")
+        if not summary["plasmid_samples"] - summary["plasmid_only"]:
+            raise StoreError(f"store {plasmid.path}: none of its {len(plasmid_ids)} sample ids is in the chromosome "
+                             f"store {chrom.path} (e.g. {sorted(plasmid_ids)[0]!r} vs {sorted(chrom_ids)[0]!r}); "
+                             f"every plasmid call would be -1 — were the stores built from different manifests?")
+    from . import evaluate
+
+    chrom_ids = set(chrom.sample_ids.tolist())
     for key, what, columns in (("kpsc_gt_path", "AMRFinder ground truth", ["sample_id"]),
                                ("kpsc_kleborate_gt_path", "Kleborate ground truth", ["sample_id"]),
                                ("kpsc_meta_path", "metadata", ["sample_id", "Species", "ST"])):
         if params[key]:
-            reference.read_tsv(params[key], columns, f"{what} ({key})")
+            frame = reference.read_tsv(params[key], columns, f"{what} ({key})")
+            _check_row_fields(Path(params[key]), f"{what} ({key})")
+            if key != "kpsc_meta_path":
+                _check_gt_ids(frame, Path(params[key]), f"{what} ({key})", chrom_ids, chrom.path)
+    evaluate.load_metadata(params.kpsc_meta_path)  # one row per sample
     if params.kpsc_gt_path or params.kpsc_kleborate_gt_path:
         # Values too (0/1 presence, whole copy counts): a bad value must stop the run before
         # training, not in stage 04 an hour later.
-        from . import evaluate
-
         evaluate.load_ground_truth(params.kpsc_gt_path, params.kpsc_kleborate_gt_path)
+    holdout = set(evaluate.load_holdout_ids(params.holdout_ids_path) or [])
+    n_fit = len(chrom_ids - holdout)
+    if n_fit < MIN_TRAINING_SAMPLES:
+        raise StoreError(f"store {chrom.path}: {chrom.n_samples} sample(s), {n_fit} of them not held out; cohort mode "
+                         f"trains the VAE on the cohort and needs at least {MIN_TRAINING_SAMPLES}. Add samples "
+                         f"(a few new samples are for case mode, which applies a trained tier's model; not in "
+                         f"this version)")
+    _check_device(params.device)
+    _check_writable(report_dir_for(params))
     return summary
+
+
+MIN_TRAINING_SAMPLES = 10  # samples not held out: training, validation and the cohort's own QC reference
+
+
+def _check_row_fields(path: Path, what: str) -> None:
+    """Every row of a TSV has as many fields as its header (a short row would be read as missing values)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        header = handle.readline().rstrip("\r\n").split("\t")
+        for number, line in enumerate(handle, start=2):
+            line = line.rstrip("\r\n")
+            if line.strip() and len(line.split("\t")) != len(header):
+                raise InputError(f"{what} {path}: line {number} has {len(line.split(chr(9)))} tab-separated "
+                                 f"field(s); the header has {len(header)} ({', '.join(header[:6])}"
+                                 f"{' ...' if len(header) > 6 else ''}); expected one value (or empty) per column")
+
+
+def _check_gt_ids(frame, path: Path, what: str, store_ids: set, store_path: Path) -> None:
+    """A ground truth must have rows, and some of its ids must be samples of the store."""
+    ids = set(frame["sample_id"].astype(str).str.strip())
+    if not ids:
+        raise InputError(f"{what} {path} has a header but no rows; expected one row per sample "
+                         f"(every metric would be N/A)")
+    if not ids & store_ids:
+        raise InputError(f"{what} {path}: none of its {len(ids)} sample ids is in the store {store_path} "
+                         f"(e.g. {sorted(ids)[0]!r} vs the store's {sorted(store_ids)[0]!r}); every metric would "
+                         f"be N/A — is it the ground truth of another cohort?")
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ParamsError("key 'device' = 'cuda' but no CUDA GPU is visible to this process "
+                              f"(torch {torch.__version__}); expected 'auto' or 'cpu' on this machine")
+
+
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a probe file in it, or raise OutputError naming it."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=TMP_PREFIX):
+            pass
+    except OSError as exc:
+        raise output_error(folder, exc) from None
 
 
 def _child_pids() -> list[int]:

@@ -191,6 +191,12 @@ def validate(path: Path, counts: np.ndarray, sample_ids: np.ndarray, bins: np.nd
     empty = np.flatnonzero(np.char.str_len(ids) == 0)
     if empty.size:
         raise StoreError(f"store {path}: sample_ids.npy has an empty id at index {int(empty[0])}")
+    padded = np.flatnonzero(np.char.strip(ids) != ids)
+    if padded.size:
+        i = int(padded[0])
+        raise StoreError(f"store {path}: sample_ids.npy id {str(ids[i])!r} at index {i} has leading or trailing "
+                         f"whitespace; expected bare ids (they must match the other store, ground truth and "
+                         f"metadata exactly) — rebuild the store from a manifest without padded ids")
     bad = np.flatnonzero(bins["start"] > bins["end"])
     if bad.size:
         raise StoreError(f"store {path}: contigs.npy bin {int(bad[0])} has start > end")

@@ -572,3 +572,74 @@ def test_exit_codes_match_the_documented_table():
     doc = (REPO / "docs" / "RELIABILITY.md").read_text()
     for code in (0, 1, 2, 3, 4, 130, 143):
         assert f"| {code} |" in doc
+
+
+# ----------------------------------------------------------------------------- issue 15: checked before any work
+def _preflight_error(cohort, cli_here, code=2, **overrides) -> str:
+    """``cnvrock run`` on the cohort with ``overrides``: the error line; no stage may have started."""
+    res = cli_here("run", str(cohort["tier"](**overrides)))
+    line = assert_one_line_error(res, code)
+    out = cohort["root"] / "out"
+    assert not (out / "notebooks").exists() and not (out / "medians.npy").exists()
+    return line
+
+
+def test_gt_whose_ids_match_no_sample_or_without_rows_is_refused(cohort, cli_here):
+    gt = cohort["root"] / "gt.tsv"
+    gt.write_text("sample_id\tfamA\nERR1\t1\nERR2\t0\n")
+    line = _preflight_error(cohort, cli_here, kpsc_gt_path=str(gt))
+    assert "none of its 2 sample ids is in the store" in line and "'ERR1'" in line
+    gt.write_text("sample_id\tfamA\n")
+    assert "has a header but no rows" in _preflight_error(cohort, cli_here, kpsc_gt_path=str(gt))
+
+
+def test_gt_rows_with_missing_fields_are_refused(cohort, cli_here):
+    gt = cohort["root"] / "gt.tsv"
+    gt.write_text("sample_id\tfamA\tfamB\nSRR000\t1\t0\nSRR001\t1\n")
+    line = _preflight_error(cohort, cli_here, kpsc_gt_path=str(gt))
+    assert "line 3 has 2 tab-separated field(s); the header has 3" in line
+
+
+def test_duplicate_metadata_ids_are_refused_before_training(cohort, cli_here):
+    meta = cohort["root"] / "meta.tsv"
+    meta.write_text("sample_id\tSpecies\tST\nSRR000\tKp\tST1\nSRR000\tKp\tST2\n")
+    assert "sample_id 'SRR000' appears more than once" in _preflight_error(cohort, cli_here, kpsc_meta_path=str(meta))
+
+
+@pytest.mark.parametrize("n_samples", [0, 1, 2])
+def test_a_cohort_too_small_to_train_is_refused(tmp_path, cli_here, n_samples):
+    counts, _ = make_counts(max(n_samples, 1))
+    ids = [f"SRR{i:03d}" for i in range(n_samples)]
+    path = write_raw_store(tmp_path / "small", counts[:n_samples], ids, chrom_bins())
+    tier = tmp_path / "t.yaml"
+    panel = write_panels(tmp_path / "panels")["chrom_gene_coords_path"]
+    tier.write_text(yaml.safe_dump({"store_path": str(path), "out_dir": str(tmp_path / "out"),
+                                    "report_dir": str(tmp_path / "rep"), "chrom_gene_coords_path": str(panel)}))
+    line = assert_one_line_error(cli_here("run", str(tier)), 2)
+    assert f"{n_samples} sample(s)" in line and f"needs at least {run.MIN_TRAINING_SAMPLES}" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_padded_store_ids_and_disjoint_stores_are_refused(cohort, cli_here):
+    padded = [f" {s}" for s in cohort["ids"]]
+    pc, _ = make_counts(N_SAMPLES, N_PLASMID_BINS, seed=1)
+    bad = write_raw_store(cohort["root"] / "padded", pc, padded, plasmid_bins())
+    assert "id ' SRR000' at index 0 has leading or trailing whitespace" in _preflight_error(
+        cohort, cli_here, plasmid_store_path=str(bad))
+    other = store.write_store(cohort["root"] / "other", pc, [f"ERR{i}" for i in range(N_SAMPLES)], plasmid_bins())
+    assert "none of its 24 sample ids is in the chromosome store" in _preflight_error(
+        cohort, cli_here, plasmid_store_path=str(other))
+
+
+def test_cuda_without_a_gpu_is_refused_before_training(cohort, cli_here):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    assert "key 'device' = 'cuda' but no CUDA GPU is visible" in _preflight_error(cohort, cli_here, device="cuda")
+
+
+def test_an_unwritable_report_dir_is_refused_before_training(cohort, cli_here, mounts):
+    ro = mounts(cohort["root"] / "ro", read_only=True)
+    line = _preflight_error(cohort, cli_here, report_dir=str(ro / "reports"))
+    assert f"cannot write {ro / 'reports'}" in line and "Read-only file system" in line

@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cnvrock {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"cnvrock {args.command}: interrupted", file=sys.stderr)
+        print(f"cnvrock {args.command}: error: interrupted (Ctrl-C); files written so far are complete; "
+              f"rerun the same command to continue", file=sys.stderr)
         return 130
     finally:
         if old_handler is not None:

@@ -451,7 +451,7 @@ def _execute(stage: Stage, frozen: Path, running: Path, executed: Path, log: Cal
             stderr_file=sys.stderr,  # the kernel's progress lines reach the job log as they happen
             # the kernel talks to papermill on localhost only: its start-up warning about
             # unencrypted TCP would be printed once per stage into every job log
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     except PapermillExecutionError as exc:
         raise StageError(

@@ -239,6 +239,9 @@ def preflight(params: Params, log: Callable[[str], None] | None = None) -> dict:
     from .store import open_store
 
     log = log or (lambda msg: None)
+    for key in TEXT_INPUT_KEYS:
+        if params[key]:
+            _check_utf8(Path(params[key]), key)
     chrom = open_store(params.store_path)
     panel = reference.load_gene_panel(params.chrom_gene_coords_path, "chromosome")
     panel.check_against(chrom.bins, str(params.chrom_gene_coords_path or "packaged chromosome panel"))
@@ -285,6 +288,21 @@ def preflight(params: Params, log: Callable[[str], None] | None = None) -> dict:
     _check_device(params.device)
     _check_writable(report_dir_for(params))
     return summary
+
+
+TEXT_INPUT_KEYS = ("kpsc_gt_path", "kpsc_kleborate_gt_path", "kpsc_meta_path", "plasmid_gene_coords_path",
+                   "chrom_gene_coords_path", "plasmid_gene_families_path", "holdout_ids_path")
+
+
+def _check_utf8(path: Path, key: str) -> None:
+    """A text input must be UTF-8 (every reader decodes it so); the error names the byte and line."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"key '{key}': {path} is not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line}; "
+                         f"save the file as UTF-8") from None
 
 
 MIN_TRAINING_SAMPLES = 10  # samples not held out: training, validation and the cohort's own QC reference

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -643,3 +644,47 @@ def test_an_unwritable_report_dir_is_refused_before_training(cohort, cli_here, m
     ro = mounts(cohort["root"] / "ro", read_only=True)
     line = _preflight_error(cohort, cli_here, report_dir=str(ro / "reports"))
     assert f"cannot write {ro / 'reports'}" in line and "Read-only file system" in line
+
+
+def test_stage01_does_not_resume_a_checkpoint_of_other_counts_or_code(cohort, monkeypatch):
+    """Counts changed with the per-sample medians unchanged, or a library code change: train afresh."""
+    from cnvrock_lib import train
+
+    params = load_params(cohort["tier"](epochs=2, patience=2, warmup_epochs=0, aux_warmup_epochs=0))
+    logs: list[str] = []
+    train.train_vae(params, progress=False, log=logs.append)
+    assert not any("resuming" in line for line in logs)
+    logs.clear()
+    train.train_vae(params, progress=False, log=logs.append)  # same data and code: resumed
+    assert any("resuming from checkpoint_last.pth" in line for line in logs)
+    counts = cohort["counts"].copy()
+    rows = np.arange(len(counts))
+    counts[rows, counts.argmax(axis=1)] += 50  # the largest bin grows: every median stays
+    moved = store.write_store(cohort["root"] / "recounted", counts, cohort["ids"], chrom_bins())
+    np.testing.assert_array_equal(np.median(counts, axis=1), np.median(cohort["counts"], axis=1))
+    changed = load_params(cohort["tier"](epochs=2, patience=2, warmup_epochs=0, aux_warmup_epochs=0,
+                                         store_path=str(moved)))
+    logs.clear()
+    train.train_vae(changed, progress=False, log=logs.append)
+    assert any("training afresh" in line for line in logs) and not any("resuming" in line for line in logs)
+    logs.clear()
+    monkeypatch.setattr(run, "library_sha", lambda: "other-code")
+    train.train_vae(changed, progress=False, log=logs.append)
+    assert any("training afresh" in line for line in logs) and not any("resuming" in line for line in logs)
+
+
+def test_the_leftover_sweep_removes_only_the_projects_own_names(tmp_path):
+    out = tmp_path / "out"
+    (out / "notebooks").mkdir(parents=True)
+    mine = [out / ".bashrc.old", out / ".draft.tmp", out / ".cache.tmp1", out / "notebooks" / ".scratch.tmp.ipynb"]
+    (out / ".thesis.old").mkdir()
+    (out / ".thesis.old" / "chapter1.tex").write_text("mine")
+    for path in mine:
+        path.write_text("mine")
+    with atomic.atomic_path(out / "latents.npy", suffix=".npy") as tmp:  # a cut-short write of the project's
+        leftover = tmp.with_name(tmp.name + ".copy")
+        shutil.copy(tmp, leftover)
+    with run.out_dir_lock(out):
+        removed = run.sweep_stale(out)
+    assert removed == [leftover]
+    assert all(p.read_text() == "mine" for p in mine) and (out / ".thesis.old" / "chapter1.tex").is_file()

@@ -156,7 +156,8 @@ def stage_manifest(params: Params, stage: Stage) -> dict:
     inputs = {key: _fingerprint(Path(params[key])) for key in keys if key in INPUT_KEYS and params[key]}
     upstream = {name: _fingerprint(out / name) for name in stage.reads}
     notebook = NOTEBOOK_DIR / stage.notebook
-    return {"stage": stage.key, "params_hash": params.hash(list(keys)), "notebook_sha": _sha(notebook),
+    return {"stage": stage.key, "params_hash": params.hash(list(keys)),
+            "notebook_sha": _sha(notebook) if notebook.is_file() else None,
             "cnvrock": __version__, "library_sha": library_sha(), "inputs": inputs, "upstream": upstream}
 
 

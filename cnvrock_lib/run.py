@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import signal
@@ -454,6 +455,29 @@ def strip_remote_scripts(html_text: str) -> str:
     return _REMOTE_SCRIPT.sub("", html_text)
 
 
+@contextlib.contextmanager
+def quiet_ctrl_c() -> Iterator[None]:
+    """Ctrl-C ends the run with one line: from the moment SIGINT arrives, asyncio's logger is silenced.
+
+    nbclient's pending cell task ends in DeadKernelError once the kernel is shut down, and
+    asyncio would print "Task exception was never retrieved" with a traceback when the task
+    is collected. The KeyboardInterrupt itself is raised as usual (exit 130).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum, frame):
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _execute(stage: Stage, frozen: Path, running: Path, executed: Path, log: Callable[[str], None]) -> None:
     """Run the stage's notebook with papermill, saving into ``running``; errors name ``executed``."""
     import papermill as pm
@@ -462,16 +486,17 @@ def _execute(stage: Stage, frozen: Path, running: Path, executed: Path, log: Cal
 
     os.environ.setdefault("CNVROCK_BATCH", "1")  # one log line per epoch, no progress bars
     try:
-        pm.execute_notebook(
-            str(NOTEBOOK_DIR / stage.notebook), str(running),
-            parameters={"params_path": str(frozen)},
-            cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
-            log_output=False, request_save_on_cell_execute=True,
-            stderr_file=sys.stderr,  # the kernel's progress lines reach the job log as they happen
-            # the kernel talks to papermill on localhost only: its start-up warning about
-            # unencrypted TCP would be printed once per stage into every job log
-            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-        )
+        with quiet_ctrl_c():
+            pm.execute_notebook(
+                str(NOTEBOOK_DIR / stage.notebook), str(running),
+                parameters={"params_path": str(frozen)},
+                cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
+                log_output=False, request_save_on_cell_execute=True,
+                stderr_file=sys.stderr,  # the kernel's progress lines reach the job log as they happen
+                # the kernel talks to papermill on localhost only: its start-up warning about
+                # unencrypted TCP would be printed once per stage into every job log
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+            )
     except PapermillExecutionError as exc:
         raise StageError(
             f"stage {stage.key} ({stage.notebook}) failed in cell {exc.exec_count} (index {exc.cell_index}): "

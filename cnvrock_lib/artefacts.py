@@ -35,7 +35,6 @@ class Artefact:
     description: str
     dtype: str | None = None         # numpy dtype of an npy artefact
     shape: tuple[str, ...] = ()      # shape rule of an npy artefact, e.g. ("samples", "bins")
-    required: bool = True            # False: written only in some configurations
 
     def path(self, out_dir: str | Path) -> Path:
         return Path(out_dir) / self.name

@@ -25,6 +25,17 @@ from .errors import OutputError
 # errno values that say the output location, not the data, is at fault.
 _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 _NEARLY_FULL = 1 << 20  # bytes
+# Every temporary name this module creates starts with one of these prefixes, and
+# nothing else does: the runner's sweep of leftovers (run.sweep_stale) removes only them.
+TMP_PREFIX = ".cnvrock-tmp."
+OLD_PREFIX = ".cnvrock-old."
+
+
+def registered_leftovers(folder: Path) -> list[Path]:
+    """Hidden temporary files and folders that atomic writes cut short (by SIGKILL) left in ``folder``."""
+    if not Path(folder).is_dir():
+        return []
+    return sorted(p for p in Path(folder).iterdir() if p.name.startswith((TMP_PREFIX, OLD_PREFIX)))
 
 
 def _free_bytes(folder: Path) -> int | None:
@@ -46,7 +57,7 @@ def output_error(target: Path, exc: BaseException) -> OutputError:
     filename = getattr(exc, "filename", None)
     culprit = Path(str(filename)) if filename else None
     # name the culprit only when it says more than the target (a parent that is a file, say)
-    hidden_tmp = culprit is not None and culprit.name.startswith(f".{target.name}.")
+    hidden_tmp = culprit is not None and culprit.name.startswith(f"{TMP_PREFIX}{target.name}.")
     where = f" ({culprit})" if culprit and culprit != target and not hidden_tmp else ""
     return OutputError(f"cannot write {target}: {reason}{name}{where}; nothing was written there — "
                        f"free space or choose a writable location, then rerun")
@@ -87,7 +98,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
         os.close(fd)
     except OSError as exc:
         raise output_error(target, exc) from None
@@ -117,14 +128,14 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}.", suffix=".tmp", dir=target.parent))
     except OSError as exc:
         raise output_error(target, exc) from None
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         if target.exists():
-            old = target.with_name(f".{target.name}.old")
+            old = target.with_name(f"{OLD_PREFIX}{target.name}.{os.getpid()}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
             os.replace(tmp, target)

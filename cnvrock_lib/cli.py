@@ -39,7 +39,7 @@ def _cmd_simulate(args) -> int:
 def _cmd_convert_store(args) -> int:
     from .store import convert_store
 
-    print(f"converted store written to {convert_store(args.src, args.dst)}")
+    print(f"converted store written to {convert_store(args.src, args.dst, trust_pickle=args.trust_pickle)}")
     return 0
 
 
@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert-store", help="copy an original (object-dtype) store into a pickle-free one")
     p.add_argument("src")
     p.add_argument("dst")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="confirm that you trust SRC: its object arrays are read (strings, numbers, numpy "
+                        "arrays only; anything else is refused)")
     p.set_defaults(func=_cmd_convert_store)
 
     p = sub.add_parser("index", help="rebuild reports/index.html")
@@ -211,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cnvrock {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"cnvrock {args.command}: interrupted", file=sys.stderr)
+        print(f"cnvrock {args.command}: error: interrupted (Ctrl-C); files written so far are complete; "
+              f"rerun the same command to continue", file=sys.stderr)
         return 130
     finally:
         if old_handler is not None:

@@ -97,7 +97,7 @@ class BatchedHMM:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"hmm: dtype {self.dtype} not supported; expected float32 or float64")
-        self.device = resolve_device(device, "hmm device").type
+        self.device = resolve_device(device).type
         if backend == "auto":
             backend = "numba" if (self.device == "cpu" and _numba is not None) else "torch"
         if backend not in ("numba", "torch"):

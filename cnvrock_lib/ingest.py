@@ -42,7 +42,6 @@ import time
 import urllib.parse
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -52,6 +51,7 @@ import pandas as pd
 from . import reference
 from .atomic import atomic_dir, atomic_path, write_json
 from .errors import InputError, StoreError
+from .provenance import package_versions
 from .reference import BIN_DTYPE, BIN_SIZE
 
 log = logging.getLogger(__name__)
@@ -459,6 +459,33 @@ def _count_bam(path: Path, bins: np.ndarray, min_mapq: int, reference_fasta) -> 
     except (ValueError, OSError) as exc:
         raise _BadFile(f"cannot be opened as BAM/CRAM: {exc}") from None
     counts = np.zeros(bins.shape[0], dtype=np.int64)
+    indexed = bam.has_index()
+    try:
+        _count_into(bam, path, bins, min_mapq, counts, reference_fasta, indexed)
+    except (OSError, ValueError) as exc:  # raised while closing (e.g. after reading through a wrong index)
+        raise _BadFile(_read_fault(path, indexed, reference_fasta, exc)) from None
+    if counts.max(initial=0) > _UINT32_MAX:
+        raise _BadFile("a bin has more than 2^32-1 read starts")
+    if not counts.any():
+        raise _BadFile(f"no read passes the filters (mapped, primary, MAPQ >= {min_mapq}) in the binned contigs: "
+                       f"an empty or unaligned file? A sample with no reads would be an all-zero row")
+    return counts.astype(np.uint32)
+
+
+def _read_fault(path: Path, indexed: bool, reference_fasta, exc: BaseException) -> str:
+    """Why reading an alignment file failed, with the likely cause where one is known."""
+    if path.suffix == ".cram" and not reference_fasta:
+        return (f"cannot decode the CRAM: its reference sequence was not found ({exc}); "
+                f"pass --reference-fasta FASTA (the reference it was aligned to)")
+    if indexed:
+        return (f"reading through its index failed ({type(exc).__name__}: {exc}): the index may belong to "
+                f"another file or be stale; rebuild it with `samtools index {path}`")
+    return f"unreadable or truncated: {exc}"
+
+
+def _count_into(bam, path: Path, bins: np.ndarray, min_mapq: int, counts: np.ndarray, reference_fasta,
+                indexed: bool) -> None:
+    """Add the read starts of ``bam`` per bin to ``counts`` (header checked against ``bins``)."""
     with bam:
         header_lengths = dict(zip(bam.references, bam.lengths))
         table = _contig_table(bins)
@@ -477,7 +504,7 @@ def _count_bam(path: Path, bins: np.ndarray, min_mapq: int, reference_fasta) -> 
             pos += entry["n_bins"]
         bin_size = int((bins["end"] - bins["start"] + 1).max())
         try:
-            if bam.has_index():
+            if indexed:
                 for entry in table:
                     starts = _read_starts(bam.fetch(entry["contig"]), min_mapq)
                     tid = bam.get_tid(entry["contig"])
@@ -487,10 +514,7 @@ def _count_bam(path: Path, bins: np.ndarray, min_mapq: int, reference_fasta) -> 
                 base = np.fromiter((offsets[t] for t in tids), dtype=np.int64, count=len(tids))
                 counts += np.bincount(base + starts // bin_size, minlength=counts.size)[:counts.size]
         except (OSError, ValueError) as exc:
-            raise _BadFile(f"unreadable or truncated: {exc}") from None
-    if counts.max(initial=0) > _UINT32_MAX:
-        raise _BadFile("a bin has more than 2^32-1 read starts")
-    return counts.astype(np.uint32)
+            raise _BadFile(_read_fault(path, indexed, reference_fasta, exc)) from None
 
 
 def _read_starts(reads, min_mapq: int) -> np.ndarray:
@@ -671,12 +695,7 @@ def default_workers() -> int:
 
 
 def _versions(settings: CountSettings, extra: dict | None) -> dict:
-    out = {}
-    for name in ("cnvrock", "numpy", "pandas") + (("pysam",) if settings.method == "bam" else ()):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
+    out = package_versions(("cnvrock", "numpy", "pandas") + (("pysam",) if settings.method == "bam" else ()))
     if settings.method == "bam":
         import pysam.version
 
@@ -761,9 +780,22 @@ def _iter_results(tasks: list, settings: CountSettings, workers: int, executor: 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse an ``out`` that exists (unless ``overwrite``) or that is not a store ``--overwrite`` may replace."""
+    from .store import check_replaceable
+
     if out.exists() and not overwrite:
         raise StoreError(f"store {out} already exists; refusing to overwrite it (pass overwrite / --overwrite)")
+    check_replaceable(out, inputs)
+
+
+def _check_workers(workers: int | None) -> int:
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise InputError(f"workers = {workers!r}: expected a positive whole number of parallel workers "
+                         f"(omit --workers for the usable CPUs)")
+    return int(workers)
 
 
 def build_store(manifest, out: str | os.PathLike, settings: CountSettings, *, on_error: str = "fail",
@@ -790,8 +822,8 @@ def build_store(manifest, out: str | os.PathLike, settings: CountSettings, *, on
     _check_on_error(on_error)
     samples, manifest_name = _as_manifest(manifest)
     out = Path(out).expanduser().resolve()
-    _check_out(out, overwrite)
-    workers = default_workers() if workers is None else max(1, int(workers))
+    _check_out(out, overwrite, [manifest_name, *samples["path"]])
+    workers = _check_workers(workers)
     if executor == "auto":
         executor = "process" if settings.method == "bam" else "thread"
     t0 = time.perf_counter()
@@ -872,8 +904,14 @@ def _source_fingerprint(path: Path) -> dict:
 
 
 def _read_sample_file(file: Path) -> tuple[np.ndarray, dict]:
-    with np.load(file, allow_pickle=False) as z:
-        return z["counts"], json.loads(str(z["meta"]))
+    """``(counts, meta)`` of a per-sample file; any fault (truncated, corrupt, not an .npz) is a ValueError."""
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            return np.asarray(z["counts"]), json.loads(str(z["meta"]))
+    except OSError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, zlib.error, KeyError ... from a damaged file
+        raise ValueError(f"corrupt or not a count-sample file ({type(exc).__name__}: {exc})") from None
 
 
 def _is_current(file: Path, settings: CountSettings, source: Path) -> bool:
@@ -952,7 +990,7 @@ def gather(manifest, counts_dir: str | os.PathLike, out: str | os.PathLike, sett
     samples, manifest_name = _as_manifest(manifest)
     counts_dir = Path(counts_dir).expanduser().resolve()
     out = Path(out).expanduser().resolve()
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, [manifest_name, counts_dir, *samples["path"]])
     if not counts_dir.is_dir():
         raise InputError(f"counts directory {counts_dir} does not exist (run count-sample first)")
     t0 = time.perf_counter()

@@ -150,6 +150,7 @@ class Params:
     values: dict[str, Any]
     source: Path | None = None
     legacy: dict[str, Any] = field(default_factory=dict)
+    frozen: Path | None = None  # the runner's frozen copy this was loaded from (see write_frozen)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -228,7 +229,9 @@ def resolve_params(raw: dict[str, Any], base_dir: Path, where: str = "params",
         if key not in values:
             if spec.default is None and key in ("store_path", "out_dir"):
                 raise ParamsError(f"{where}: required key '{key}' is missing ({spec.doc})")
-            values[key] = json.loads(json.dumps(spec.default))  # deep copy
+            # deep copy, normalised like a given value (10 -> 10.0 for a numeric key), so that a
+            # frozen copy of these values (run.py) hashes the same as the YAML it came from
+            values[key] = _check_type(key, json.loads(json.dumps(spec.default)), spec, where)
     for key in ("architecture", "hmm", "cnv", "evaluation"):
         if values[key] not in registry.REGISTRY[key]:
             raise ParamsError(f"{where}: key '{key}' = {values[key]!r} is not a registered "
@@ -245,6 +248,12 @@ def resolve_params(raw: dict[str, Any], base_dir: Path, where: str = "params",
             values[key] = str(path.resolve())
             if spec.path == "in" and check_files and not path.exists():
                 raise ParamsError(f"{where}: key '{key}' points to {path.resolve()}, which does not exist")
+            if spec.path == "in" and check_files and path.exists():
+                want_dir = key in DIRECTORY_KEYS
+                if path.is_dir() != want_dir:
+                    raise ParamsError(f"{where}: key '{key}' points to {path.resolve()}, which is a "
+                                      f"{'directory' if path.is_dir() else 'file'}; expected "
+                                      f"{'a store directory' if want_dir else 'a file'} ({spec.doc})")
     sim = values["simulate"]
     if sim is not None:
         if "data_dir" not in sim:
@@ -272,6 +281,46 @@ def resolve_params(raw: dict[str, Any], base_dir: Path, where: str = "params",
     return Params(values, legacy=legacy)
 
 
+DIRECTORY_KEYS = ("store_path", "plasmid_store_path")  # input keys that name a directory; the others are files
+FROZEN_MARK = "cnvrock_frozen_params"  # top-level key of a frozen copy written by the runner
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a mapping with the same key twice (PyYAML keeps the last silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ParamsError(f"duplicate key '{key}' on lines {seen[key]} and {key_node.start_mark.line + 1}; "
+                              f"expected each key once")
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def read_yaml(path: Path, what: str = "params file"):
+    """Parse a YAML file as UTF-8 with unique keys; every fault is a one-line :class:`ParamsError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ParamsError(f"{what} {path} is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} on line {line}; "
+                          f"save the file as UTF-8") from None
+    except OSError as exc:
+        raise ParamsError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except ParamsError as exc:
+        raise ParamsError(f"{what} {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{what} {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+
+
 def load_params(path: str | Path, check_files: bool = True, overrides: dict[str, Any] | None = None) -> Params:
     """Load a tier YAML, validate it and resolve its paths against the YAML's directory.
 
@@ -284,16 +333,31 @@ def load_params(path: str | Path, check_files: bool = True, overrides: dict[str,
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"params file {path} is not valid YAML: {exc}") from None
+    raw = read_yaml(path)
+    source, frozen = path, None
+    if isinstance(raw, dict) and FROZEN_MARK in raw:  # the runner's frozen copy: values already resolved
+        source, frozen, raw = Path(str(raw.get("source") or path)), path, raw.get("params")
     raw = dict(raw or {}) if isinstance(raw, dict) or raw is None else raw
     if isinstance(raw, dict) and overrides:
         raw.update(overrides)
-    params = resolve_params(raw, path.parent, where=str(path), check_files=check_files)
-    params.source = path
+    params = resolve_params(raw, source.parent, where=str(path), check_files=check_files)
+    params.source, params.frozen = source, frozen
     return params
+
+
+def write_frozen(params: Params, target: str | Path) -> Path:
+    """Write the resolved ``params`` to ``target`` (atomically) for the stages of one run to read.
+
+    The runner loads the YAML once and hands this copy to every notebook, so an edit of
+    the YAML while a run is under way cannot reach a stage (:func:`load_params` reads it
+    back, with ``source`` still naming the original YAML).
+    """
+    from .atomic import write_text
+
+    doc = {FROZEN_MARK: 1, "source": str(params.source) if params.source else None,
+           "params": {**params.values, **params.legacy}}
+    write_text(target, yaml.safe_dump(doc, sort_keys=False))
+    return Path(target)
 
 
 def write_resolved(params: Params) -> Path:

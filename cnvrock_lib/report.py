@@ -3,25 +3,10 @@ show the resolved params and software versions at the top of the report."""
 
 from __future__ import annotations
 
-import platform
-from importlib import metadata
 from pathlib import Path
 
 from .params import Params, load_params, write_resolved
-
-VERSIONED = ("cnvrock", "numpy", "pandas", "torch", "scikit-learn", "pyarrow", "papermill", "matplotlib")
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of Python and the main packages (``not installed`` where absent)."""
-    out = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
+from .provenance import software_versions
 
 def prepare_params(params_path: str | Path) -> Params:
     """Load params; for a simulated tier whose data are missing, simulate them first."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,20 +66,71 @@ class NpyStore:
             raise StoreError(f"store {self.path}: sample {exc.args[0]!r} is not in sample_ids.npy") from None
 
 
+# What an original store's object arrays may hold: numpy arrays, dtypes and scalars
+# (strings and numbers are plain pickle opcodes). Anything else would run code on load.
+_PICKLE_ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+                   for n in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that builds only numpy arrays of strings and numbers; any other callable is refused."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+def load_object_array(file: Path) -> np.ndarray:
+    """Read an object-dtype ``.npy`` with :class:`_ArrayOnlyUnpickler`: strings and numbers, never code.
+
+    Raises StoreError naming the file and the refused callable when the pickle holds anything else.
+    """
+    try:
+        with open(file, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = reader(handle)
+            if not dtype.hasobject:
+                return np.load(file, allow_pickle=False)
+            array = _ArrayOnlyUnpickler(handle, encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        raise StoreError(f"{file} holds a pickled {exc} object, which CNVRock refuses to load (it could run code); "
+                         f"only strings, numbers and numpy arrays are read from an original store") from None
+    except Exception as exc:  # a damaged or foreign file
+        raise StoreError(f"{file} is not a readable .npy file: {type(exc).__name__}: {exc}") from None
+    if not isinstance(array, np.ndarray):
+        raise StoreError(f"{file} holds a pickled {type(array).__name__}, expected a numpy array")
+    return array
+
+
 def _load(path: Path, name: str, allow_pickle: bool, mmap: bool = False) -> np.ndarray:
     file = path / name
     if not file.is_file():
         raise StoreError(f"store {path}: missing {name} (a store holds {', '.join(STORE_FILES)})")
+    if file.stat().st_size == 0:
+        raise StoreError(f"store {path}: {name} is empty (0 bytes); expected a .npy array — was its writing "
+                         f"cut short? rebuild the store")
+    with open(file, "rb") as handle:
+        head = handle.read(6)
+    if head != b"\x93NUMPY":
+        raise StoreError(f"store {path}: {name} is not a .npy file: it does not start with the .npy magic bytes "
+                         f"(found {head!r}); is it a text or other file?")
     try:
-        return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=allow_pickle)
+        return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            if allow_pickle:
+                return load_object_array(file)
             raise StoreError(
                 f"store {path}: {name} holds Python objects, and loading them unpickles, which can "
-                f"execute code from the file. If you trust this store, open it with allow_pickle=True "
-                f"(CLI: --allow-pickle) or convert it once with `cnvrock convert-store {path} NEW_DIR`."
+                f"execute code from the file. If you trust this store, convert it once with "
+                f"`cnvrock convert-store --trust-pickle {path} NEW_DIR` (it reads only strings, numbers "
+                f"and numpy arrays from the file)."
             ) from None
-        raise StoreError(f"store {path}: {name} is not a readable .npy file: {exc}") from None
+        raise StoreError(f"store {path}: {name} is not a readable .npy file: {type(exc).__name__}: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise StoreError(f"store {path}: {name} is not a readable .npy file: {type(exc).__name__}: {exc}") from None
 
 
 def _as_bins(raw: np.ndarray, path: Path) -> np.ndarray:
@@ -139,6 +191,12 @@ def validate(path: Path, counts: np.ndarray, sample_ids: np.ndarray, bins: np.nd
     empty = np.flatnonzero(np.char.str_len(ids) == 0)
     if empty.size:
         raise StoreError(f"store {path}: sample_ids.npy has an empty id at index {int(empty[0])}")
+    padded = np.flatnonzero(np.char.strip(ids) != ids)
+    if padded.size:
+        i = int(padded[0])
+        raise StoreError(f"store {path}: sample_ids.npy id {str(ids[i])!r} at index {i} has leading or trailing "
+                         f"whitespace; expected bare ids (they must match the other store, ground truth and "
+                         f"metadata exactly) — rebuild the store from a manifest without padded ids")
     bad = np.flatnonzero(bins["start"] > bins["end"])
     if bad.size:
         raise StoreError(f"store {path}: contigs.npy bin {int(bad[0])} has start > end")
@@ -212,6 +270,27 @@ def open_store(path: str | Path, allow_pickle: bool = False, check_values: bool 
     return NpyStore(path, counts, sample_ids, bins, provenance, layout=detect_layout(bins))
 
 
+def check_replaceable(out: str | Path, inputs=()) -> None:
+    """Refuse to replace ``out`` unless it is a CNVRock store directory holding none of ``inputs``.
+
+    ``--overwrite`` must never delete a folder of input files, a manifest or a
+    regular file that happens to be named as the output.
+    """
+    out = Path(out).expanduser().resolve()
+    for item in inputs:
+        src = Path(str(item)).expanduser().resolve()
+        if src == out or out in src.parents:
+            raise StoreError(f"output store {out} contains the input {src}; refusing to write there "
+                             f"(it would be deleted) — choose a new output directory")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise StoreError(f"output store {out} is a file, not a store directory; refusing to replace it")
+    if not (out / "store.json").is_file():
+        raise StoreError(f"output store {out} exists and is not a CNVRock store (no store.json); overwrite "
+                         f"replaces only a store written by cnvrock — choose a new output directory")
+
+
 def write_store(path: str | Path, counts: np.ndarray, sample_ids, bins: np.ndarray,
                 provenance: dict | None = None, overwrite: bool = False) -> Path:
     """Write a store directory atomically (complete or absent, never half-written).
@@ -221,6 +300,7 @@ def write_store(path: str | Path, counts: np.ndarray, sample_ids, bins: np.ndarr
     path = Path(path).expanduser().resolve()
     if path.exists() and not overwrite:
         raise StoreError(f"store {path} already exists; refusing to overwrite an existing store")
+    check_replaceable(path)
     sample_ids = np.asarray(sample_ids).astype(str)
     bins = np.asarray(bins).astype(BIN_DTYPE)
     validate(path, counts, sample_ids, bins, provenance=provenance)
@@ -236,8 +316,16 @@ def write_store(path: str | Path, counts: np.ndarray, sample_ids, bins: np.ndarr
     return path
 
 
-def convert_store(src: str | Path, dst: str | Path) -> Path:
-    """One-time conversion of an original (object-dtype) store into a pickle-free copy."""
+def convert_store(src: str | Path, dst: str | Path, trust_pickle: bool = False) -> Path:
+    """One-time conversion of an original (object-dtype) store into a pickle-free copy.
+
+    ``trust_pickle`` must be set: the source's object arrays are read with a restricted
+    unpickler (strings, numbers and numpy arrays only; anything else is refused).
+    """
+    if not trust_pickle:
+        raise StoreError(f"convert-store reads pickled object arrays from {src}; pass --trust-pickle "
+                         f"(trust_pickle=True) if you trust this store. Only strings, numbers and numpy "
+                         f"arrays are read; any other pickled object is refused")
     store = open_store(src, allow_pickle=True)
     prov = dict(store.provenance)
     prov["converted_from"] = str(store.path)

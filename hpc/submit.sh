@@ -29,8 +29,10 @@ log_root="${CNVROCK_LOG_DIR:-$repo/logs}"
 for params in "$@"; do
   [ -f "$params" ] || { echo "error: params file not found: $params" >&2; exit 2; }
   params_abs="$(cd "$(dirname "$params")" && pwd)/$(basename "$params")"
-  tier="$(sed -n 's/^tier:[[:space:]]*"\{0,1\}\([^"#]*\)"\{0,1\}.*/\1/p' "$params_abs" | head -n1 | tr -d ' ')"
-  [ -n "$tier" ] || tier="$(basename "$params" .yaml)"
+  # tier: "x", tier: 'x' or tier: x (comment stripped); anything but [A-Za-z0-9._-] becomes _ in the log folder name
+  tier="$(sed -n 's/^tier:[[:space:]]*//p' "$params_abs" | head -n1 | sed -e "s/[[:space:]]#.*$//" \
+          -e "s/^[\"']//" -e "s/[[:space:]]*$//" -e "s/[\"']$//" -e 's/[^A-Za-z0-9._-]/_/g')"
+  [ -n "$tier" ] || tier="$(basename "$params" .yaml | sed 's/[^A-Za-z0-9._-]/_/g')"
   mkdir -p "$log_root/$tier"
   prev=""
   for stage in 01 02 03 04; do
@@ -45,19 +47,21 @@ for params in "$@"; do
     default_time=$([ "$stage" = 01 ] && echo 08:00:00 || echo 02:00:00)
     args=(--parsable --job-name "cnvrock-$tier-$stage" --partition "$partition"
           --time "${!time_var:-$default_time}" --cpus-per-task "${!cpus_var:-8}" --mem "${!mem_var:-64G}"
-          --output "$log_root/$tier/$stage-%j.out"
-          --export "ALL,CNVROCK_REPO=$repo,CNVROCK_PARAMS=$params_abs,CNVROCK_STAGE=$stage")
+          --output "$log_root/$tier/$stage-%j.out" --export ALL)
+    # the job's variables travel in the environment (--export ALL), never inside --export's
+    # comma-separated list, where a comma in a path would cut it
     [ "$gres" != none ] && args+=(--gres "$gres")
     [ -n "${CNVROCK_ACCOUNT:-}" ] && args+=(--account "$CNVROCK_ACCOUNT")
     [ -n "${CNVROCK_QOS:-}" ] && args+=(--qos "$CNVROCK_QOS")
     [ -n "$prev" ] && args+=(--dependency "afterok:$prev" --kill-on-invalid-dep=yes)
     # shellcheck disable=SC2206
     [ -n "${CNVROCK_SBATCH_EXTRA:-}" ] && args+=($CNVROCK_SBATCH_EXTRA)
+    job_env=(CNVROCK_REPO="$repo" CNVROCK_PARAMS="$params_abs" CNVROCK_STAGE="$stage")
     if [ $dry = 1 ]; then
-      echo "sbatch ${args[*]} $here/stage.sbatch"
+      printf '%q ' env "${job_env[@]}" sbatch "${args[@]}" "$here/stage.sbatch"; echo
       jobid="DRY$stage"
     else
-      jobid="$(sbatch "${args[@]}" "$here/stage.sbatch")"
+      jobid="$(env "${job_env[@]}" sbatch "${args[@]}" "$here/stage.sbatch")"
       jobid="${jobid%%;*}"
     fi
     echo "$tier $stage $jobid"

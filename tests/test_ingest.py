@@ -416,3 +416,115 @@ def test_cli_build_store_count_sample_gather(tmp_path, bins, capsys):
     assert cli.main(["build-store", "--method", "bam", "--bins", str(fai), "--manifest", str(manifest),
                      "--out", str(tmp_path / "b")]) == 2
     assert "needs min_mapq" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- issue 15: nothing lost, nothing silent
+
+def _fai(tmp_path):
+    fai = tmp_path / "ref.fa.fai"
+    fai.write_text("".join(f"{c}\t{n}\t0\t60\t61\n" for c, n in LENGTHS.items()))
+    return str(fai)
+
+
+def _cli(capsys, *args):
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, err
+
+
+def test_overwrite_never_deletes_inputs_a_file_or_a_non_store_folder(tmp_path, bins, capsys):
+    _, manifest = _tsv_cohort(tmp_path, bins, n=2)
+    common = ("build-store", "--method", "gatk-tsv", "--bins", _fai(tmp_path), "--manifest", str(manifest),
+              "--overwrite")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    code, err = _cli(capsys, *common, "--out", str(tmp_path))          # the folder holding the inputs
+    assert code == 2 and f"output store {tmp_path} contains the input" in err
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    code, err = _cli(capsys, *common, "--out", str(tmp_path / "tsv"))  # the TSVs' own folder
+    assert code == 2 and "contains the input" in err and len(list((tmp_path / "tsv").iterdir())) == 2
+    (tmp_path / "notes.txt").write_text("mine")
+    code, err = _cli(capsys, *common, "--out", str(tmp_path / "notes.txt"))
+    assert code == 2 and "is a file, not a store directory" in err
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not list(tmp_path.glob(".*"))
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "keep.txt").write_text("mine")
+    code, err = _cli(capsys, *common, "--out", str(tmp_path / "results"))
+    assert code == 2 and "is not a CNVRock store (no store.json)" in err
+    assert (tmp_path / "results" / "keep.txt").read_text() == "mine"
+    assert _cli(capsys, *common, "--out", str(tmp_path / "store"))[0] == 0
+    assert _cli(capsys, *common, "--out", str(tmp_path / "store"))[0] == 0  # a store is replaced
+
+
+def test_build_store_refuses_a_non_positive_worker_count(tmp_path, bins, capsys):
+    _, manifest = _tsv_cohort(tmp_path, bins, n=2)
+    code, err = _cli(capsys, "build-store", "--method", "gatk-tsv", "--bins", _fai(tmp_path), "--manifest",
+                     str(manifest), "--out", str(tmp_path / "store"), "--workers", "-2")
+    assert code == 2 and "workers = -2: expected a positive whole number" in err
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_corrupt_per_sample_file_is_named_and_recounted(tmp_path, bins, capsys):
+    _, manifest = _tsv_cohort(tmp_path, bins, n=3)
+    cdir = tmp_path / "counts"
+    common = ("--method", "gatk-tsv", "--bins", _fai(tmp_path), "--counts-dir", str(cdir))
+    for i in range(3):
+        assert _cli(capsys, "count-sample", *common, "--manifest", str(manifest), "--index", str(i))[0] == 0
+    bad = ingest.sample_file(cdir, "S1")
+    bad.write_bytes(b"PK\x03\x04" + bytes(40))  # a zip header and nothing behind it
+    code, err = _cli(capsys, "gather", *common, "--manifest", str(manifest), "--out", str(tmp_path / "store"))
+    assert code == 2 and "sample S1" in err and "corrupt or not a count-sample file" in err
+    capsys.readouterr()
+    assert cli.main(["gather", *common, "--manifest", str(manifest), "--list-missing"]) == 0
+    assert capsys.readouterr().out.strip() == "1"
+    assert _cli(capsys, "count-sample", *common, "--manifest", str(manifest), "--index", "1")[0] == 0  # no --force
+    assert _cli(capsys, "gather", *common, "--manifest", str(manifest), "--out", str(tmp_path / "store"))[0] == 0
+
+
+def _reads(n, seed, contigs=(("chrA", 5400), ("plasB", 2200))):
+    rng = np.random.default_rng(seed)
+    return [(c, int(p), 0, 60) for c, length in contigs for p in rng.integers(0, length, n)]
+
+
+def test_an_empty_bam_is_refused_under_fail_and_skipped_with_a_warning(tmp_path, bins):
+    empty = _write_bam(tmp_path / "empty.bam", [])
+    full = _write_bam(tmp_path / "full.bam", _reads(200, 0))
+    with pytest.raises(InputError, match=r"empty.bam: no read passes the filters"):
+        ingest.count_bam(empty, bins, 20)
+    manifest = _manifest(tmp_path, [("E", str(empty)), ("F", str(full))])
+    settings = ingest.CountSettings("bam", bins, min_mapq=20)
+    with pytest.raises(InputError, match=r"sample E .*no read passes the filters"):
+        ingest.build_store(manifest, tmp_path / "s1", settings, workers=1, progress=False)
+    res = ingest.build_store(manifest, tmp_path / "s2", settings, workers=1, on_error="skip", progress=False)
+    assert res.n_samples == 1 and [s["sample_id"] for s in res.skipped] == ["E"]
+
+
+def test_a_bam_with_another_files_index_points_to_samtools_index(tmp_path, bins):
+    import shutil
+
+    big = _write_bam(tmp_path / "big.bam", _reads(3000, 1))
+    small = _write_bam(tmp_path / "small.bam", _reads(50, 2))
+    shutil.copy(f"{big}.bai", f"{small}.bai")
+    with pytest.raises(InputError, match=r"small.bam: reading through its index failed .*samtools index"):
+        ingest.count_bam(small, bins, 20)
+
+
+def test_a_cram_without_its_reference_points_to_reference_fasta(tmp_path, bins, monkeypatch):
+    pysam = pytest.importorskip("pysam")
+    monkeypatch.setenv("REF_PATH", str(tmp_path / "no_cache"))  # no htslib download or cache
+    bam = _write_bam(tmp_path / "a.bam", _reads(300, 3))
+    fasta = tmp_path / "ref.fa"
+    fasta.write_text("".join(f">{c}\n{'A' * n}\n" for c, n in LENGTHS.items()))
+    pysam.faidx(str(fasta))
+    with pysam.AlignmentFile(str(bam)) as src, \
+            pysam.AlignmentFile(str(tmp_path / "a.cram"), "wc", template=src, reference_filename=str(fasta)) as out:
+        for read in src:
+            out.write(read)
+    moved = tmp_path / "moved.fa"
+    fasta.rename(moved)
+    os.unlink(f"{fasta}.fai")
+    with pytest.raises(InputError, match=r"a.cram: cannot decode the CRAM: its reference sequence was not found"
+                                         r".*--reference-fasta"):
+        ingest.count_bam(tmp_path / "a.cram", bins, 20)
+    assert ingest.count_bam(tmp_path / "a.cram", bins, 20, reference_fasta=moved).sum() == 600

@@ -166,3 +166,42 @@ def test_params_reference_doc_is_current():
     assert doc == reference_markdown(), "docs/PARAMS.md is stale: run python tools/make_params_doc.py"
     for key in SCHEMA:
         assert f"| `{key}` |" in doc
+
+
+# --------------------------------------------------------------------------- issue 15
+def test_a_latin1_byte_is_a_one_line_error_naming_the_line(tmp_path):
+    f = _write(tmp_path, {"tier": "x"})
+    f.write_bytes(f.read_bytes() + b"# caf\xe9\n")
+    with pytest.raises(ParamsError, match=r"tier.yaml is not UTF-8 text: byte 0xe9 on line 4; save the file as UTF-8"):
+        P.load_params(f)
+
+
+def test_a_duplicate_key_is_refused_not_last_wins(tmp_path):
+    f = _write(tmp_path, {"epochs": 3})
+    f.write_text(f.read_text() + "epochs: 300\n")
+    with pytest.raises(ParamsError, match=r"tier.yaml: duplicate key 'epochs' on lines 1 and 4; expected each key once"):
+        P.load_params(f)
+
+
+@pytest.mark.parametrize("key", ["holdout_ids_path", "plasmid_gene_families_path", "kpsc_gt_path"])
+def test_a_directory_where_a_file_is_expected_is_refused_at_load(tmp_path, key):
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ParamsError, match=rf"key '{key}' points to .*adir, which is a directory; expected a file"):
+        P.load_params(_write(tmp_path, {key: "adir"}))
+
+
+def test_a_file_where_a_store_directory_is_expected_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ParamsError, match=r"key 'plasmid_store_path' points to .*afile, which is a file; "
+                                          r"expected a store directory"):
+        P.load_params(_write(tmp_path, {"plasmid_store_path": "afile"}))
+
+
+def test_a_frozen_copy_loads_to_the_same_values_and_names_the_original(tmp_path):
+    src = _write(tmp_path, {"epochs": 3, "cnv_crr_amp_threshold": 2, "hmm_n_jobs": 4})
+    params = P.load_params(src)
+    frozen = P.write_frozen(params, tmp_path / "out" / "frozen.yaml")
+    src.write_text(src.read_text().replace("epochs: 3", "epochs: 7"))  # an edit after freezing
+    again = P.load_params(frozen)
+    assert again.values == params.values and again.legacy == params.legacy and again.hash() == params.hash()
+    assert again.source == src and again.frozen == frozen

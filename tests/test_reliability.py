@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -538,7 +539,7 @@ def test_sigkill_mid_write_leaves_only_a_hidden_temp_file_that_the_next_run_remo
     proc.kill()
     proc.wait()
     left = _no_litter(out)
-    assert "latents.npy" not in left and len(left) == 1 and left[0].startswith(".latents.npy.")
+    assert "latents.npy" not in left and len(left) == 1 and left[0].startswith(".cnvrock-tmp.latents.npy.")
     with run.out_dir_lock(out):
         removed = run.sweep_stale(out)
     assert [p.name for p in removed] == left
@@ -552,7 +553,7 @@ def test_sigterm_outside_a_stage_unwinds_with_exit_143(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "cnvrock_lib.cli", "simulate", "--out", str(target),
                              "--n-samples", "1000"], stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     deadline = time.monotonic() + 60
-    while not any(tmp_path.glob(".sim.*.tmp")) and time.monotonic() < deadline:
+    while not any(tmp_path.glob(".cnvrock-tmp.sim.*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -572,3 +573,119 @@ def test_exit_codes_match_the_documented_table():
     doc = (REPO / "docs" / "RELIABILITY.md").read_text()
     for code in (0, 1, 2, 3, 4, 130, 143):
         assert f"| {code} |" in doc
+
+
+# ----------------------------------------------------------------------------- issue 15: checked before any work
+def _preflight_error(cohort, cli_here, code=2, **overrides) -> str:
+    """``cnvrock run`` on the cohort with ``overrides``: the error line; no stage may have started."""
+    res = cli_here("run", str(cohort["tier"](**overrides)))
+    line = assert_one_line_error(res, code)
+    out = cohort["root"] / "out"
+    assert not (out / "notebooks").exists() and not (out / "medians.npy").exists()
+    return line
+
+
+def test_gt_whose_ids_match_no_sample_or_without_rows_is_refused(cohort, cli_here):
+    gt = cohort["root"] / "gt.tsv"
+    gt.write_text("sample_id\tfamA\nERR1\t1\nERR2\t0\n")
+    line = _preflight_error(cohort, cli_here, kpsc_gt_path=str(gt))
+    assert "none of its 2 sample ids is in the store" in line and "'ERR1'" in line
+    gt.write_text("sample_id\tfamA\n")
+    assert "has a header but no rows" in _preflight_error(cohort, cli_here, kpsc_gt_path=str(gt))
+
+
+def test_gt_rows_with_missing_fields_are_refused(cohort, cli_here):
+    gt = cohort["root"] / "gt.tsv"
+    gt.write_text("sample_id\tfamA\tfamB\nSRR000\t1\t0\nSRR001\t1\n")
+    line = _preflight_error(cohort, cli_here, kpsc_gt_path=str(gt))
+    assert "line 3 has 2 tab-separated field(s); the header has 3" in line
+
+
+def test_duplicate_metadata_ids_are_refused_before_training(cohort, cli_here):
+    meta = cohort["root"] / "meta.tsv"
+    meta.write_text("sample_id\tSpecies\tST\nSRR000\tKp\tST1\nSRR000\tKp\tST2\n")
+    assert "sample_id 'SRR000' appears more than once" in _preflight_error(cohort, cli_here, kpsc_meta_path=str(meta))
+
+
+@pytest.mark.parametrize("n_samples", [0, 1, 2])
+def test_a_cohort_too_small_to_train_is_refused(tmp_path, cli_here, n_samples):
+    counts, _ = make_counts(max(n_samples, 1))
+    ids = [f"SRR{i:03d}" for i in range(n_samples)]
+    path = write_raw_store(tmp_path / "small", counts[:n_samples], ids, chrom_bins())
+    tier = tmp_path / "t.yaml"
+    panel = write_panels(tmp_path / "panels")["chrom_gene_coords_path"]
+    tier.write_text(yaml.safe_dump({"store_path": str(path), "out_dir": str(tmp_path / "out"),
+                                    "report_dir": str(tmp_path / "rep"), "chrom_gene_coords_path": str(panel)}))
+    line = assert_one_line_error(cli_here("run", str(tier)), 2)
+    assert f"{n_samples} sample(s)" in line and f"needs at least {run.MIN_TRAINING_SAMPLES}" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_padded_store_ids_and_disjoint_stores_are_refused(cohort, cli_here):
+    padded = [f" {s}" for s in cohort["ids"]]
+    pc, _ = make_counts(N_SAMPLES, N_PLASMID_BINS, seed=1)
+    bad = write_raw_store(cohort["root"] / "padded", pc, padded, plasmid_bins())
+    assert "id ' SRR000' at index 0 has leading or trailing whitespace" in _preflight_error(
+        cohort, cli_here, plasmid_store_path=str(bad))
+    other = store.write_store(cohort["root"] / "other", pc, [f"ERR{i}" for i in range(N_SAMPLES)], plasmid_bins())
+    assert "none of its 24 sample ids is in the chromosome store" in _preflight_error(
+        cohort, cli_here, plasmid_store_path=str(other))
+
+
+def test_cuda_without_a_gpu_is_refused_before_training(cohort, cli_here):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    assert "key 'device' = 'cuda' but no CUDA GPU is visible" in _preflight_error(cohort, cli_here, device="cuda")
+
+
+def test_an_unwritable_report_dir_is_refused_before_training(cohort, cli_here, mounts):
+    ro = mounts(cohort["root"] / "ro", read_only=True)
+    line = _preflight_error(cohort, cli_here, report_dir=str(ro / "reports"))
+    assert f"cannot write {ro / 'reports'}" in line and "Read-only file system" in line
+
+
+def test_stage01_does_not_resume_a_checkpoint_of_other_counts_or_code(cohort, monkeypatch):
+    """Counts changed with the per-sample medians unchanged, or a library code change: train afresh."""
+    import cnvrock_lib.training.loop  # noqa: F401  (patched below)
+    from cnvrock_lib import training
+
+    params = load_params(cohort["tier"](epochs=2, patience=2, warmup_epochs=0, aux_warmup_epochs=0))
+    logs: list[str] = []
+    training.train_vae(params, progress=False, log=logs.append)
+    assert not any("resuming" in line for line in logs)
+    logs.clear()
+    training.train_vae(params, progress=False, log=logs.append)  # same data and code: resumed
+    assert any("resuming from checkpoint_last.pth" in line for line in logs)
+    counts = cohort["counts"].copy()
+    rows = np.arange(len(counts))
+    counts[rows, counts.argmax(axis=1)] += 50  # the largest bin grows: every median stays
+    moved = store.write_store(cohort["root"] / "recounted", counts, cohort["ids"], chrom_bins())
+    np.testing.assert_array_equal(np.median(counts, axis=1), np.median(cohort["counts"], axis=1))
+    changed = load_params(cohort["tier"](epochs=2, patience=2, warmup_epochs=0, aux_warmup_epochs=0,
+                                         store_path=str(moved)))
+    logs.clear()
+    training.train_vae(changed, progress=False, log=logs.append)
+    assert any("training afresh" in line for line in logs) and not any("resuming" in line for line in logs)
+    logs.clear()
+    monkeypatch.setattr(training.loop, "library_sha", lambda: "other-code")
+    training.train_vae(changed, progress=False, log=logs.append)
+    assert any("training afresh" in line for line in logs) and not any("resuming" in line for line in logs)
+
+
+def test_the_leftover_sweep_removes_only_the_projects_own_names(tmp_path):
+    out = tmp_path / "out"
+    (out / "notebooks").mkdir(parents=True)
+    mine = [out / ".bashrc.old", out / ".draft.tmp", out / ".cache.tmp1", out / "notebooks" / ".scratch.tmp.ipynb"]
+    (out / ".thesis.old").mkdir()
+    (out / ".thesis.old" / "chapter1.tex").write_text("mine")
+    for path in mine:
+        path.write_text("mine")
+    with atomic.atomic_path(out / "latents.npy", suffix=".npy") as tmp:  # a cut-short write of the project's
+        leftover = tmp.with_name(tmp.name + ".copy")
+        shutil.copy(tmp, leftover)
+    with run.out_dir_lock(out):
+        removed = run.sweep_stale(out)
+    assert removed == [leftover]
+    assert all(p.read_text() == "mine" for p in mine) and (out / ".thesis.old" / "chapter1.tex").is_file()

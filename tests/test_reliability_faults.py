@@ -167,3 +167,25 @@ def test_full_disk_during_a_stage_names_the_file_and_leaves_no_partial_artefact(
         assert_complete_artefacts(disk / "results")
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_and_finished_stages_log_no_kernel_noise(smoke_params_path, tmp_path):
+    """Ctrl-C (SIGINT to the runner's process group) exits 130 with one line, no kernel traceback;
+    a stage that succeeds logs nothing from the kernel's own logger (jupyter_client interrupts
+    every kernel it shuts down, which ipykernel logs as an ERROR)."""
+    tier = tier_copy(smoke_params_path, tmp_path, epochs=EPOCHS, patience=EPOCHS)
+    out = tmp_path / "results"
+    proc = start_run(tier, "01")
+    wait_for(out / "checkpoint_last.pth", proc)
+    pids = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    res = finish(proc, pids)
+    assert_one_line_error(res, 130, "interrupted (Ctrl-C)", "rerun the same command")
+    assert "ZMQError" not in res.stderr and "[IPKernelApp]" not in res.stderr, res.stderr[-3000:]
+    assert not (out / "manifests" / "stage_01.json").exists()
+    assert_complete_artefacts(out)
+    proc = start_run(tier, "01")
+    res = finish(proc, descendants(proc.pid))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "KeyboardInterrupt" not in res.stderr and "[IPKernelApp]" not in res.stderr, res.stderr[-3000:]

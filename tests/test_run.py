@@ -115,21 +115,23 @@ def test_killed_stage_reruns_to_correct_artefacts(smoke_run, tmp_path):
     assert json.loads((out / "manifests" / "stage_01.json").read_text())["manifest"]["stage"] == "01"
 
 
-def test_missing_notebook_is_reported_not_available_never_faked(smoke_run, tmp_path, monkeypatch):
-    """A stage whose notebook does not exist in this version stops the chain with 'not available'."""
+def test_a_missing_notebook_fails_before_anything_runs(smoke_run, tmp_path, monkeypatch, capsys):
+    """A requested stage without its notebook (a non-editable install) exits non-zero before any stage runs."""
+    from cnvrock_lib import cli
+
     tier = _copy_tier(smoke_run, tmp_path)
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     for name in ("01_train_vae.ipynb", "03_call.ipynb"):  # 02 is missing: 03 must not run either
         (notebooks / name).write_bytes((R.NOTEBOOK_DIR / name).read_bytes())
     monkeypatch.setattr(R, "NOTEBOOK_DIR", notebooks)
-    outcomes = R.run_tier(tier, stages=["02", "03", "04"])
-    assert [(o.stage, o.status) for o in outcomes] == [("02", "not available")]
+    with pytest.raises(StageError, match=r"stage\(s\) 02 \(02_segment.ipynb\), 04 \(04_evaluate.ipynb\) cannot run: no such notebook"):
+        R.run_tier(tier, stages=["02", "03", "04"])
     out = tmp_path / "results"
-    assert not (out / "segments.parquet").exists() and not (out / "gene_calls.tsv").exists()
-    assert not (out / "notebooks").exists()
-    tier_json = json.loads((tmp_path / "reports" / "smoke" / "tier.json").read_text())
-    assert tier_json["stages"] == {"02": "not available"}
+    assert not out.exists()
+    assert cli.main(["run", str(tier)]) == 3
+    err = capsys.readouterr().err
+    assert "cannot run: no such notebook" in err and "Traceback" not in err and not out.exists()
 
 
 def test_progress_lines_stay_out_of_the_html_report(tmp_path):
@@ -150,3 +152,124 @@ def test_progress_lines_stay_out_of_the_html_report(tmp_path):
     assert "epoch 1/80" not in html and "segmented 10/10" not in html
     assert "UserWarning: odd" in html and "printed on stdout" in html
     assert "epoch 1/80" in path.read_text()  # the executed notebook keeps everything
+
+
+# ----------------------------------------------------------------------------- issue 15: the stage cache
+def _copy_results(smoke_run, tmp_path, **overrides) -> Path:
+    """A tier whose out_dir is a copy (mtimes kept) of the finished smoke run's."""
+    import shutil
+
+    shutil.copytree(smoke_run["out_dir"], tmp_path / "results")
+    return _copy_tier(smoke_run, tmp_path, **overrides)
+
+
+def test_every_params_key_is_read_by_a_stage_or_declared_artefact_free():
+    from cnvrock_lib.params import SCHEMA
+
+    listed = set(R.NO_ARTEFACT_KEYS).union(*R.STAGE_PARAMS.values())
+    assert set(SCHEMA) - listed == set()
+    assert listed - set(SCHEMA) == set()
+    assert set(R.STAGE_PARAMS) == {s.key for s in R.STAGES}
+
+
+def test_a_stage03_key_change_reruns_only_stages_03_and_04(smoke_run, tmp_path):
+    tier = _copy_results(smoke_run, tmp_path, pcn_threshold_method="mixture")
+    outcomes = R.run_tier(tier)
+    assert [(o.stage, o.status) for o in outcomes] == [("01", "skipped"), ("02", "skipped"), ("03", "ran"),
+                                                       ("04", "ran")]
+    assert [o.status for o in R.run_tier(tier)] == ["skipped"] * 4
+
+
+def test_a_yaml_edit_during_a_run_cannot_poison_the_cache(smoke_run, tmp_path, monkeypatch):
+    """The YAML is edited while stage 02 runs and put back afterwards: no stage saw the edit."""
+    tier = _copy_results(smoke_run, tmp_path)
+    for key in ("02", "03", "04"):
+        (tmp_path / "results" / "manifests" / f"stage_{key}.json").unlink()
+    original = tier.read_text()
+    real_execute = R._execute
+
+    def edit_during_stage_02(stage, *args, **kwargs):
+        if stage.key == "02":
+            tier.write_text(original + "cnv_crr_amp_threshold: 0.3\n")
+        return real_execute(stage, *args, **kwargs)
+
+    monkeypatch.setattr(R, "_execute", edit_during_stage_02)
+    assert [o.status for o in R.run_tier(tier)] == ["skipped", "ran", "ran", "ran"]
+    monkeypatch.undo()
+    tier.write_text(original)
+    assert [o.status for o in R.run_tier(tier)] == ["skipped"] * 4
+    out, ref = tmp_path / "results", smoke_run["out_dir"]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "gene_calls.tsv", sep="\t"),
+                                  pd.read_csv(ref / "gene_calls.tsv", sep="\t"))
+    resolved = yaml.safe_load((out / "params.resolved.yaml").read_text())
+    assert resolved["params"]["cnv_crr_amp_threshold"] == 1.75
+    assert resolved["source"] == str(tier)
+
+
+def test_an_input_edited_during_its_stage_makes_the_stage_rerun(smoke_run, tmp_path, monkeypatch):
+    import shutil
+
+    gt = tmp_path / "gt.tsv"
+    shutil.copy(smoke_run["params"].kpsc_gt_path, gt)
+    tier = _copy_results(smoke_run, tmp_path, kpsc_gt_path=str(gt))
+    (tmp_path / "results" / "manifests" / "stage_04.json").unlink()
+    real_execute = R._execute
+
+    def edit_during_stage_04(stage, *args, **kwargs):
+        result = real_execute(stage, *args, **kwargs)
+        if stage.key == "04":
+            gt.write_text(gt.read_text() + "\n")
+        return result
+
+    monkeypatch.setattr(R, "_execute", edit_during_stage_04)
+    assert [o.status for o in R.run_tier(tier, stages=["04"])] == ["ran"]
+    monkeypatch.undo()
+    assert [o.status for o in R.run_tier(tier, stages=["04"])] == ["ran"]
+
+
+def test_a_same_size_edit_with_its_mtime_restored_changes_the_fingerprint(smoke_run, tmp_path):
+    import shutil
+
+    gt = tmp_path / "gt.tsv"
+    shutil.copy(smoke_run["params"].kpsc_gt_path, gt)
+    tier = _copy_tier(smoke_run, tmp_path, kpsc_gt_path=str(gt))
+    from cnvrock_lib.params import load_params
+
+    stage = R.STAGES[3]
+    before = R.stage_manifest(load_params(tier), stage)
+    st = gt.stat()
+    text = gt.read_text()
+    flipped = text.replace("\t0\n", "\t1\n", 1) if "\t0\n" in text else text.replace("\t1\n", "\t0\n", 1)
+    assert flipped != text and len(flipped) == len(text)
+    gt.write_text(flipped)
+    os.utime(gt, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert gt.stat().st_size == st.st_size and gt.stat().st_mtime_ns == st.st_mtime_ns
+    assert R.stage_manifest(load_params(tier), stage)["inputs"] != before["inputs"]
+
+
+def test_large_files_are_fingerprinted_by_size_mtime_and_sampled_content(tmp_path):
+    big = tmp_path / "big.npy"
+    big.write_bytes(bytes(R.SMALL_FILE + 1000))
+    first = R.file_fingerprint(big)
+    st = big.stat()
+    with open(big, "r+b") as handle:  # the last block is always sampled
+        handle.seek(st.st_size - 10)
+        handle.write(b"x")
+    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert R.file_fingerprint(big) != first and len(first) == 3
+
+
+def test_stages_after_an_unfinished_stage01_are_refused(smoke_run, tmp_path):
+    tier = _copy_results(smoke_run, tmp_path)
+    (tmp_path / "results" / "manifests" / "stage_01.json").unlink()  # as after a killed stage 01
+    with pytest.raises(StageError, match=r"stage 02 reads reconstructions.npy from stage 01, which is not up to date"):
+        R.run_tier(tier, stages=["02", "03", "04"])
+    assert not (tmp_path / "results" / "manifests" / "stage_01.json").exists()
+
+
+def test_force_trains_afresh_instead_of_resuming(smoke_run, tmp_path):
+    tier = _copy_results(smoke_run, tmp_path)
+    assert (tmp_path / "results" / "checkpoint_last.pth").is_file()
+    assert [o.status for o in R.run_tier(tier, stages=["01"], force=True)] == ["ran"]
+    summary = json.loads((tmp_path / "results" / "train_summary.json").read_text())
+    assert summary["resumed_from_epoch"] is None

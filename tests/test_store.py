@@ -1,6 +1,7 @@
 """NPY store: round trip, validation errors, legacy layouts, never writing into inputs."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -97,11 +98,11 @@ def test_object_arrays_need_opt_in_and_convert(tmp_path):
     b = _bins()
     legacy_bins["chrom"], legacy_bins["start"], legacy_bins["end"] = b["chrom"].astype(object), b["start"], b["end"]
     path = _write_raw(tmp_path / "orig", counts, ids, legacy_bins)
-    with pytest.raises(StoreError, match="unpickles.*allow_pickle=True.*convert-store"):
+    with pytest.raises(StoreError, match="unpickles.*convert-store --trust-pickle"):
         store.open_store(path)
     assert store.open_store(path, allow_pickle=True).sample_ids.tolist() == ["SRR1", "SRR2"]
     before = sorted(p.name for p in path.iterdir())
-    new = store.convert_store(path, tmp_path / "converted")
+    new = store.convert_store(path, tmp_path / "converted", trust_pickle=True)
     assert sorted(p.name for p in path.iterdir()) == before  # input store untouched
     s = store.open_store(new)
     assert s.sample_ids.tolist() == ["SRR1", "SRR2"]
@@ -153,3 +154,59 @@ def test_written_files_follow_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert path.stat().st_mode & 0o777 == 0o755
+
+
+# --------------------------------------------------------------------------- issue 15
+class _Marker:
+    """Unpickling this writes a marker file: stands for code a hostile store would run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_convert_store_needs_consent_and_never_runs_pickled_code(tmp_path, capsys):
+    from cnvrock_lib import cli
+
+    marker = tmp_path / "code_ran"
+    ids = np.empty(2, dtype=object)
+    ids[0], ids[1] = "SRR1", _Marker(marker)
+    path = _write_raw(tmp_path / "hostile", np.ones((2, 5), dtype=np.uint32), ids, _bins())
+    for extra in ([], ["--trust-pickle"]):
+        capsys.readouterr()
+        assert cli.main(["convert-store", *extra, str(path), str(tmp_path / "new")]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert not marker.exists() and not (tmp_path / "new").exists()
+    capsys.readouterr()
+    cli.main(["convert-store", str(path), str(tmp_path / "new")])
+    assert "pass --trust-pickle" in capsys.readouterr().err
+    cli.main(["convert-store", "--trust-pickle", str(path), str(tmp_path / "new")])
+    assert "holds a pickled io.open object, which CNVRock refuses to load" in capsys.readouterr().err
+    with pytest.raises(StoreError, match="convert-store --trust-pickle"):  # the text run's error recommends
+        store.open_store(path)
+
+
+def test_the_error_for_an_object_store_names_a_flag_that_exists():
+    from cnvrock_lib import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["convert-store"]
+    assert "--trust-pickle" in sub.format_help()
+    assert not any("--allow-pickle" in a.option_strings for a in sub._actions)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"", "counts.npy is empty (0 bytes)"),
+    (b"sample\tbin1\nSRR1\t3\n", "counts.npy is not a .npy file: it does not start with the .npy magic bytes"),
+    (b"\x93NUMPY\x01\x00v\x00{'descr': '<u4', 'fortran_order': False, 'shape': (2, 5), }" + b" " * 50 + b"\n",
+     "counts.npy is not a readable .npy file"),
+])
+def test_unreadable_counts_files_are_named_not_a_traceback(tmp_path, content, fragment, capsys):
+    path = _write_raw(tmp_path / "s", np.ones((2, 5), dtype=np.uint32), np.array(["a", "b"]), _bins())
+    (path / "counts.npy").write_bytes(content)
+    with pytest.raises(StoreError, match=re.escape(fragment)) as err:
+        store.open_store(path)
+    assert "Python objects" not in str(err.value)

@@ -11,14 +11,20 @@ import torch
 
 from .. import artefacts as A
 from ..model import vae_loss
+from ..provenance import library_sha
 from .checkpoints import INFER_BATCH
 from .data import Split, iter_batches
 from .runtime import TrainingInterrupted, _StopFlag
 
 
-def _data_digest(sample_ids: np.ndarray, medians: np.ndarray, split: Split, n_bins: int) -> str:
-    """Identity of the training data: sample ids, per-sample medians, bins and split."""
-    h = hashlib.sha256()
+def _data_digest(sample_ids: np.ndarray, medians: np.ndarray, split: Split, n_bins: int, x: np.ndarray) -> str:
+    """Identity of the training data and code: ids, medians, bins, split, the training matrix ``x``, library source.
+
+    A last checkpoint is resumed only when this is unchanged, so new counts with the same medians, or a
+    code change, train afresh.
+    """
+    h = hashlib.sha256(library_sha().encode())
+    h.update(np.ascontiguousarray(x).tobytes())
     h.update("\n".join(sample_ids.tolist()).encode())
     h.update(np.ascontiguousarray(medians, dtype=np.float64).tobytes())
     h.update(str(n_bins).encode())

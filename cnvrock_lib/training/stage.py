@@ -99,7 +99,7 @@ def train_vae(params: Params, progress: bool | None = None, log: Callable[[str],
     threads = thread_count(params.num_threads)
     config = model_config_from_params(params, n_bins)
     params_hash = params.hash(list(TRAIN_KEYS))
-    data_hash = _data_digest(store.sample_ids, medians, split, n_bins)
+    data_hash = _data_digest(store.sample_ids, medians, split, n_bins, x_np)
     total_epochs = params.epochs
     full_from = min(warmup_end(params), total_epochs)
 

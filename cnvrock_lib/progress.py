@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Callable
 
 PREFIX = "[cnvrock "
@@ -83,11 +84,13 @@ class Progress:
     every : without a bar and without a ``line`` per update, log "done/total units" each time this
         fraction of the work completes (e.g. 0.25); None logs only the lines given to :meth:`update`.
     quiet : no lines at all (a bar may still show).
+    rate : add the throughput (units per second) to the ``every`` lines.
     """
 
     def __init__(self, total: int, desc: str, unit: str, log: Callable[[str], None], bar: bool | None = None,
-                 initial: int = 0, every: float | None = None, quiet: bool = False):
-        self.total, self.done, self.unit, self.log = int(total), int(initial), unit, log
+                 initial: int = 0, every: float | None = None, quiet: bool = False, rate: bool = False):
+        self.total, self.done, self.unit, self.log, self.desc = int(total), int(initial), unit, log, desc
+        self.rate, self.t0 = rate, time.perf_counter()
         self.every, self.quiet = every, quiet
         self.next_log = every if every else None
         self.bar = None
@@ -106,7 +109,9 @@ class Progress:
         elif line is not None:
             self.log(line)
         elif self.next_log is not None and self.total > 0 and self.done / self.total >= self.next_log:
-            self.log(f"{self.done}/{self.total} {self.unit}s")
+            speed = f" ({self.done / max(time.perf_counter() - self.t0, 1e-9):.0f} {self.unit}s/s)" if self.rate else ""
+            self.log(f"{self.desc}: {self.done}/{self.total} {self.unit}s{speed}" if self.rate
+                     else f"{self.done}/{self.total} {self.unit}s")
             while self.done / self.total >= self.next_log:
                 self.next_log += self.every
 

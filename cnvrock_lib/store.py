@@ -310,10 +310,17 @@ def write_store(path: str | Path, counts: np.ndarray, sample_ids, bins: np.ndarr
     prov.setdefault("n_bins", int(counts.shape[1]))
     with atomic_dir(path) as tmp:
         np.save(tmp / "counts.npy", counts, allow_pickle=False)
-        np.save(tmp / "sample_ids.npy", sample_ids, allow_pickle=False)
-        np.save(tmp / "contigs.npy", bins, allow_pickle=False)
-        (tmp / "store.json").write_text(json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n")
+        write_store_files(tmp, sample_ids, bins, prov)
     return path
+
+
+def write_store_files(folder: Path, sample_ids, bins: np.ndarray, provenance: dict) -> None:
+    """Write a store's ``sample_ids.npy``, ``contigs.npy`` and ``store.json`` into ``folder`` (a temporary
+    store directory: :func:`write_store` and the builders of :mod:`cnvrock_lib.ingest` write ``counts.npy``
+    themselves, in one piece or streamed)."""
+    np.save(folder / "sample_ids.npy", np.asarray(sample_ids).astype(str), allow_pickle=False)
+    np.save(folder / "contigs.npy", np.asarray(bins).astype(BIN_DTYPE), allow_pickle=False)
+    (folder / "store.json").write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def convert_store(src: str | Path, dst: str | Path, trust_pickle: bool = False) -> Path:

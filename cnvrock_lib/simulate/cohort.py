@@ -40,143 +40,24 @@ def _sample_ids(rng, batch: np.ndarray, n_batches: int) -> tuple[np.ndarray, np.
 
 
 def draw_cohort(world: World, n_samples: int, seed: int, cfg: SimConfig) -> Cohort:
-    """Draw every per-sample quantity of the cohort except the read-count noise."""
+    """Draw every per-sample quantity of the cohort except the read-count noise.
+
+    One random stream, drawn in a fixed order (lineages, sequencing, sample quality, chromosomal
+    events, plasmids): the helpers below are called in that order so a seed gives the same cohort.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0407]))
     n = n_samples
-    lin_species = np.array([lin.species for lin in world.lineages])
-    lin_weight = np.array([lin.weight for lin in world.lineages])
-    species = rng.choice(3, size=n, p=np.asarray(cfg.species_weights) / sum(cfg.species_weights))
-    lineage = np.empty(n, dtype=np.int64)
-    for sp in range(3):
-        idx = np.flatnonzero(species == sp)
-        cand = np.flatnonzero(lin_species == sp)
-        p = lin_weight[cand] / lin_weight[cand].sum()
-        lineage[idx] = rng.choice(cand, size=len(idx), p=p)
-    st = np.array([world.lineages[k].st for k in lineage], dtype=object)
-    if cfg.empty_st_rate > 0:
-        st[rng.random(n) < cfg.empty_st_rate] = ""
+    species, lineage, st, lin_species, lin_weight = _draw_lineages(world, rng, n, cfg)
+    seq = _draw_sequencing(rng, n, cfg)
+    depth, smooth_sd = seq["depth"], seq["smooth_sd"]
 
-    # sequencing batches: unequal sizes, each with a library type, read length and insert size
-    nb = cfg.n_batches
-    batch_p = rng.dirichlet(np.full(nb, 1.5))
-    batch = rng.choice(nb, size=n, p=batch_p)
-    batch_type = rng.choice(len(LIBRARY_TYPES), size=nb, p=list(cfg.library_mix))
-    batch_read_len = rng.choice(cfg.read_lengths, size=nb)
-    batch_insert = rng.uniform(*cfg.insert_range, size=nb)
-    lo, hi = cfg.depth_range
-    margin = min(0.3, (math.log(hi) - math.log(lo)) / 4)  # batch means keep away from the ends
-    batch_depth = np.exp(rng.uniform(math.log(lo) + margin, math.log(hi) - margin, size=nb))
-    depth = batch_depth[batch] * np.exp(rng.normal(0, 0.35, n))
-    for _ in range(20):  # truncate by redrawing, so no pile-up at the range ends
-        out = (depth < lo) | (depth > hi)
-        if not out.any():
-            break
-        depth[out] = batch_depth[batch[out]] * np.exp(rng.normal(0, 0.35, int(out.sum())))
-    depth = np.clip(depth, lo, hi)
-    read_len = batch_read_len[batch].astype(float)
-    kappa0 = np.array([GC_CURVES[LIBRARY_TYPES[t]][0] for t in batch_type])
-    peak0 = np.array([GC_CURVES[LIBRARY_TYPES[t]][1] for t in batch_type])
-    gc_kappa = cfg.gc_strength * kappa0[batch] * np.exp(rng.normal(0, 0.25, n))
-    gc_peak = peak0[batch] + rng.normal(0, 0.01, n)
-    a, b = cfg.ori_ter_beta
-    ori_ter = cfg.ori_ter_range[0] + (cfg.ori_ter_range[1] - cfg.ori_ter_range[0]) * rng.beta(a, b, n)
-    smooth_sd = rng.uniform(*cfg.smooth_sd_range, n)
-    smooth_rho = rng.uniform(*cfg.smooth_rho_range, n)
-    nb_phi = np.exp(rng.uniform(math.log(cfg.nb_phi_range[0]), math.log(cfg.nb_phi_range[1]), n))
-    split_share = np.clip((batch_insert[batch] - read_len) / BIN_SIZE, 0.05, 0.6)
-
-    def exact(mask: np.ndarray, rate: float) -> np.ndarray:
-        """Pick round(rate * count) samples of ``mask`` (exact shares, not binomial)."""
-        cand = np.flatnonzero(mask)
-        k = int(round(rate * len(cand)))
-        out = np.zeros(n, dtype=bool)
-        if k:
-            out[rng.choice(cand, size=k, replace=False)] = True
-        return out
-
-    low_quality = exact(np.ones(n, bool), cfg.low_quality_rate)
-    lq_reason = np.full(n, "", dtype=object)
-    contamination = np.zeros(n)
-    lq_idx = np.flatnonzero(low_quality)
-    kinds = rng.choice(3, size=len(lq_idx))
-    for i, kind in zip(lq_idx, kinds):
-        if kind in (0, 2):
-            depth[i] = rng.uniform(2.0, 8.0)
-        if kind in (1, 2):
-            contamination[i] = rng.uniform(0.5, 2.0)
-            smooth_sd[i] = rng.uniform(0.15, 0.3)
-        lq_reason[i] = ("low_depth", "contaminated", "low_depth+contaminated")[kind]
-    mixed = exact(~low_quality, cfg.mixed_rate)
-    minority = np.full(n, -1)
-    minority_frac = np.zeros(n)
-    for i in np.flatnonzero(mixed):
-        same = rng.random() < 0.7
-        cand = np.flatnonzero((lin_species == species[i]) if same else np.ones(len(lin_species), bool))
-        cand = cand[cand != lineage[i]]
-        minority[i] = rng.choice(cand, p=lin_weight[cand] / lin_weight[cand].sum())
-        minority_frac[i] = rng.uniform(*cfg.minority_range)
-
-    # chromosomal events of the majority strain
-    G = world.genome_length
-    shv_s, shv_e = world.shv["start"], world.shv["end"]
-    kp = species == 0
-    shv_amp = exact(kp, cfg.shv_amp_rate)
-    shv_cn = np.where(kp, 1.0, 0.0)
-    events: list[list] = [[] for _ in range(n)]
-    for i in np.flatnonzero(shv_amp):
-        ks = np.arange(2, 11)
-        pk = cfg.shv_cn_decay ** (ks - 2)
-        k = int(rng.choice(ks, p=pk / pk.sum()))
-        cn = float(k)
-        u = rng.random()
-        if u < cfg.shv_subclonal_rate:
-            cn = 1.0 + rng.uniform(0.2, 1.0) * (k - 1) if k > 2 else rng.uniform(1.2, 2.0)
-            cn = float(np.clip(cn, 1.2, 10))
-        elif u < cfg.shv_subclonal_rate + cfg.shv_nonint_rate:
-            cn = float(min(10.0, k + rng.uniform(0.1, 0.9)))
-        length = int(round(math.exp(rng.uniform(math.log(3000), math.log(30000)))))
-        length = max(length, shv_e - shv_s + 1 + 200)
-        left = int(rng.integers(shv_e - length + 100, shv_s - 100 + 1))
-        events[i].append((left, left + length - 1, round(cn, 3), "shv_amplification"))
-        shv_cn[i] = round(cn, 3)
-    private = exact(np.ones(n, bool), cfg.private_del_rate)
-    other_amp = exact(np.ones(n, bool), cfg.other_amp_rate)
-    islands = world.islands
-    for i in range(n):
-        lin = world.lineages[lineage[i]]
-        for s, e in lin.deletions:
-            events[i].append((int(s), int(e), 0.0, "lineage_deletion"))
-        taken = [(s, e) for s, e, _, _ in events[i]]
-        if private[i]:
-            for _ in range(1 + int(rng.random() < 0.2)):
-                free = [isl for isl in islands if all(isl[1] < ts or isl[0] > te for ts, te in taken)
-                        and isl[1] - isl[0] + 1 >= 5000]
-                if not free:
-                    break
-                isl = free[int(rng.integers(len(free)))]
-                length = int(min(isl[1] - isl[0] + 1, round(math.exp(rng.uniform(math.log(5000), math.log(50000))))))
-                s = int(rng.integers(isl[0], isl[1] - length + 2))
-                events[i].append((s, s + length - 1, 0.0, "private_deletion"))
-                taken.append((s, s + length - 1))
-        if other_amp[i]:
-            length = int(round(math.exp(rng.uniform(math.log(10000), math.log(300000)))))
-            spot = _place(rng, length, taken + [(shv_s - 300000, shv_e + 300000)], G, lo=30000, hi=G - 30000)
-            if spot:
-                cn = 2.0 if rng.random() < 0.8 else 3.0
-                events[i].append((spot[0], spot[1], cn, "amplification"))
-    segments = []
-    for i in range(n):
-        if mixed[i]:
-            minor = [(int(s), int(e), 0.0, "lineage_deletion")
-                     for s, e in world.lineages[minority[i]].deletions]
-            segments.append(_mix_segments(events[i], minor, minority_frac[i]))
-        else:
-            segments.append(sorted(events[i]))
-    # truth blaSHV of a mixed sample: population mean over both strains
-    min_species = np.where(minority >= 0, lin_species[np.maximum(minority, 0)], 0)
-    shv_major = shv_cn.copy()
-    shv_pop = np.where(mixed, (1 - minority_frac) * shv_cn + minority_frac * (min_species == 0), shv_cn)
-
+    low_quality, lq_reason, contamination, mixed, minority, minority_frac = _draw_quality(
+        rng, n, cfg, depth, smooth_sd, species, lineage, lin_species, lin_weight)
+    shv_amp, shv_major, shv_pop, segments, private, other_amp = _draw_chromosome_events(
+        world, rng, n, cfg, species, lineage, lin_species, mixed, minority, minority_frac)
+    batch, batch_type, read_len = seq["batch"], seq["batch_type"], seq["read_len"]
+    ori_ter, gc_kappa, gc_peak = seq["ori_ter"], seq["gc_kappa"], seq["gc_peak"]
+    smooth_rho, nb_phi, split_share = seq["smooth_rho"], seq["nb_phi"], seq["split_share"]
     # plasmid-borne blaSHV (IncF-like or IncX3 PCN), seen by the chromosome store's blaSHV bins
     plasmid_shv = np.zeros(n)
     has_pshv = rng.random(n) < cfg.plasmid_shv_rate
@@ -214,6 +95,168 @@ def draw_cohort(world: World, n_samples: int, seed: int, cfg: SimConfig) -> Coho
     for j, el in enumerate(e for e in world.sources if e.startswith("element:")):
         samples[f"copies:{el.split(':', 1)[1]}"] = weights[:, world.src_index[el]]
     return Cohort(samples, segments, weights, member, member_major, offp, offp_major)
+
+
+
+
+def _exact_share(rng, mask: np.ndarray, rate: float) -> np.ndarray:
+    """Pick round(rate * count) samples of ``mask`` (exact shares, not binomial)."""
+    cand = np.flatnonzero(mask)
+    k = int(round(rate * len(cand)))
+    out = np.zeros(len(mask), dtype=bool)
+    if k:
+        out[rng.choice(cand, size=k, replace=False)] = True
+    return out
+
+
+def _draw_lineages(world: World, rng, n: int, cfg: SimConfig):
+    """Species, lineage (ST) of every sample; some STs left empty."""
+    lin_species = np.array([lin.species for lin in world.lineages])
+    lin_weight = np.array([lin.weight for lin in world.lineages])
+    species = rng.choice(3, size=n, p=np.asarray(cfg.species_weights) / sum(cfg.species_weights))
+    lineage = np.empty(n, dtype=np.int64)
+    for sp in range(3):
+        idx = np.flatnonzero(species == sp)
+        cand = np.flatnonzero(lin_species == sp)
+        p = lin_weight[cand] / lin_weight[cand].sum()
+        lineage[idx] = rng.choice(cand, size=len(idx), p=p)
+    st = np.array([world.lineages[k].st for k in lineage], dtype=object)
+    if cfg.empty_st_rate > 0:
+        st[rng.random(n) < cfg.empty_st_rate] = ""
+
+    return species, lineage, st, lin_species, lin_weight
+
+
+def _draw_sequencing(rng, n: int, cfg: SimConfig) -> dict:
+    """Sequencing batches (library type, read length, insert size, depth) and per-sample depth shape."""
+    # sequencing batches: unequal sizes, each with a library type, read length and insert size
+    nb = cfg.n_batches
+    batch_p = rng.dirichlet(np.full(nb, 1.5))
+    batch = rng.choice(nb, size=n, p=batch_p)
+    batch_type = rng.choice(len(LIBRARY_TYPES), size=nb, p=list(cfg.library_mix))
+    batch_read_len = rng.choice(cfg.read_lengths, size=nb)
+    batch_insert = rng.uniform(*cfg.insert_range, size=nb)
+    lo, hi = cfg.depth_range
+    margin = min(0.3, (math.log(hi) - math.log(lo)) / 4)  # batch means keep away from the ends
+    batch_depth = np.exp(rng.uniform(math.log(lo) + margin, math.log(hi) - margin, size=nb))
+    depth = batch_depth[batch] * np.exp(rng.normal(0, 0.35, n))
+    for _ in range(20):  # truncate by redrawing, so no pile-up at the range ends
+        out = (depth < lo) | (depth > hi)
+        if not out.any():
+            break
+        depth[out] = batch_depth[batch[out]] * np.exp(rng.normal(0, 0.35, int(out.sum())))
+    depth = np.clip(depth, lo, hi)
+    read_len = batch_read_len[batch].astype(float)
+    kappa0 = np.array([GC_CURVES[LIBRARY_TYPES[t]][0] for t in batch_type])
+    peak0 = np.array([GC_CURVES[LIBRARY_TYPES[t]][1] for t in batch_type])
+    gc_kappa = cfg.gc_strength * kappa0[batch] * np.exp(rng.normal(0, 0.25, n))
+    gc_peak = peak0[batch] + rng.normal(0, 0.01, n)
+    a, b = cfg.ori_ter_beta
+    ori_ter = cfg.ori_ter_range[0] + (cfg.ori_ter_range[1] - cfg.ori_ter_range[0]) * rng.beta(a, b, n)
+    smooth_sd = rng.uniform(*cfg.smooth_sd_range, n)
+    smooth_rho = rng.uniform(*cfg.smooth_rho_range, n)
+    nb_phi = np.exp(rng.uniform(math.log(cfg.nb_phi_range[0]), math.log(cfg.nb_phi_range[1]), n))
+    split_share = np.clip((batch_insert[batch] - read_len) / BIN_SIZE, 0.05, 0.6)
+
+    return {"batch": batch, "batch_type": batch_type, "read_len": read_len, "depth": depth, "gc_kappa": gc_kappa,
+            "gc_peak": gc_peak, "ori_ter": ori_ter, "smooth_sd": smooth_sd, "smooth_rho": smooth_rho,
+            "nb_phi": nb_phi, "split_share": split_share}
+
+
+def _draw_quality(rng, n: int, cfg: SimConfig, depth, smooth_sd, species, lineage, lin_species, lin_weight):
+    """Low-quality samples (very low depth, contamination-like noise; edits ``depth`` and ``smooth_sd`` in
+    place) and mixed samples with their minority lineage."""
+    low_quality = _exact_share(rng, np.ones(n, bool), cfg.low_quality_rate)
+    lq_reason = np.full(n, "", dtype=object)
+    contamination = np.zeros(n)
+    lq_idx = np.flatnonzero(low_quality)
+    kinds = rng.choice(3, size=len(lq_idx))
+    for i, kind in zip(lq_idx, kinds):
+        if kind in (0, 2):
+            depth[i] = rng.uniform(2.0, 8.0)
+        if kind in (1, 2):
+            contamination[i] = rng.uniform(0.5, 2.0)
+            smooth_sd[i] = rng.uniform(0.15, 0.3)
+        lq_reason[i] = ("low_depth", "contaminated", "low_depth+contaminated")[kind]
+    mixed = _exact_share(rng, ~low_quality, cfg.mixed_rate)
+    minority = np.full(n, -1)
+    minority_frac = np.zeros(n)
+    for i in np.flatnonzero(mixed):
+        same = rng.random() < 0.7
+        cand = np.flatnonzero((lin_species == species[i]) if same else np.ones(len(lin_species), bool))
+        cand = cand[cand != lineage[i]]
+        minority[i] = rng.choice(cand, p=lin_weight[cand] / lin_weight[cand].sum())
+        minority_frac[i] = rng.uniform(*cfg.minority_range)
+
+    return low_quality, lq_reason, contamination, mixed, minority, minority_frac
+
+
+def _draw_chromosome_events(world: World, rng, n: int, cfg: SimConfig, species, lineage, lin_species, mixed,
+                            minority, minority_frac):
+    """blaSHV amplifications, lineage and private deletions, other amplifications; per-sample segments and
+    the true blaSHV copies (majority strain, and the population mean of a mixed sample)."""
+    # chromosomal events of the majority strain
+    G = world.genome_length
+    shv_s, shv_e = world.shv["start"], world.shv["end"]
+    kp = species == 0
+    shv_amp = _exact_share(rng, kp, cfg.shv_amp_rate)
+    shv_cn = np.where(kp, 1.0, 0.0)
+    events: list[list] = [[] for _ in range(n)]
+    for i in np.flatnonzero(shv_amp):
+        ks = np.arange(2, 11)
+        pk = cfg.shv_cn_decay ** (ks - 2)
+        k = int(rng.choice(ks, p=pk / pk.sum()))
+        cn = float(k)
+        u = rng.random()
+        if u < cfg.shv_subclonal_rate:
+            cn = 1.0 + rng.uniform(0.2, 1.0) * (k - 1) if k > 2 else rng.uniform(1.2, 2.0)
+            cn = float(np.clip(cn, 1.2, 10))
+        elif u < cfg.shv_subclonal_rate + cfg.shv_nonint_rate:
+            cn = float(min(10.0, k + rng.uniform(0.1, 0.9)))
+        length = int(round(math.exp(rng.uniform(math.log(3000), math.log(30000)))))
+        length = max(length, shv_e - shv_s + 1 + 200)
+        left = int(rng.integers(shv_e - length + 100, shv_s - 100 + 1))
+        events[i].append((left, left + length - 1, round(cn, 3), "shv_amplification"))
+        shv_cn[i] = round(cn, 3)
+    private = _exact_share(rng, np.ones(n, bool), cfg.private_del_rate)
+    other_amp = _exact_share(rng, np.ones(n, bool), cfg.other_amp_rate)
+    islands = world.islands
+    for i in range(n):
+        lin = world.lineages[lineage[i]]
+        for s, e in lin.deletions:
+            events[i].append((int(s), int(e), 0.0, "lineage_deletion"))
+        taken = [(s, e) for s, e, _, _ in events[i]]
+        if private[i]:
+            for _ in range(1 + int(rng.random() < 0.2)):
+                free = [isl for isl in islands if all(isl[1] < ts or isl[0] > te for ts, te in taken)
+                        and isl[1] - isl[0] + 1 >= 5000]
+                if not free:
+                    break
+                isl = free[int(rng.integers(len(free)))]
+                length = int(min(isl[1] - isl[0] + 1, round(math.exp(rng.uniform(math.log(5000), math.log(50000))))))
+                s = int(rng.integers(isl[0], isl[1] - length + 2))
+                events[i].append((s, s + length - 1, 0.0, "private_deletion"))
+                taken.append((s, s + length - 1))
+        if other_amp[i]:
+            length = int(round(math.exp(rng.uniform(math.log(10000), math.log(300000)))))
+            spot = _place(rng, length, taken + [(shv_s - 300000, shv_e + 300000)], G, lo=30000, hi=G - 30000)
+            if spot:
+                cn = 2.0 if rng.random() < 0.8 else 3.0
+                events[i].append((spot[0], spot[1], cn, "amplification"))
+    segments = []
+    for i in range(n):
+        if mixed[i]:
+            minor = [(int(s), int(e), 0.0, "lineage_deletion")
+                     for s, e in world.lineages[minority[i]].deletions]
+            segments.append(_mix_segments(events[i], minor, minority_frac[i]))
+        else:
+            segments.append(sorted(events[i]))
+    # truth blaSHV of a mixed sample: population mean over both strains
+    min_species = np.where(minority >= 0, lin_species[np.maximum(minority, 0)], 0)
+    shv_major = shv_cn.copy()
+    shv_pop = np.where(mixed, (1 - minority_frac) * shv_cn + minority_frac * (min_species == 0), shv_cn)
+
+    return shv_amp, shv_major, shv_pop, segments, private, other_amp
 
 
 def _mix_segments(major: list, minor: list, f: float) -> list:

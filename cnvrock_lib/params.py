@@ -83,7 +83,9 @@ SCHEMA: dict[str, Key] = {
     # --- HMM ---
     "hmm_n_states": Key(6, int, lambda x: x == 6, "6 (CN 0, 0.5, 1, 1.5, 2, 3)", doc='HMM states (fixed by the CN set)'),
     "hmm_self_transition": Key(0.80, NUM, _open_frac, "strictly between 0 and 1", doc='HMM probability of staying in a state from bin to bin'),
-    "hmm_low_cov_threshold": Key(10, NUM, _nonneg, ">= 0 (reads per bin)", doc='bins whose expected depth is below this are masked (missing emissions); also masked from the VAE loss'),
+    "hmm_low_cov_threshold": Key(10, NUM, _nonneg, ">= 0 (reads per bin)", doc='stage 02: bins whose expected depth is below this are masked (missing emissions; the seed meaning)'),
+    "vae_min_bin_median": Key(10, NUM, _nonneg, ">= 0 (reads per bin)", doc='stage 01: bins whose median count over the training samples is below this are left out of the VAE loss (unmappable in most of the cohort); was hmm_low_cov_threshold'),
+    "pcn_min_chrom_depth": Key(10, NUM, _nonneg, ">= 0 (reads per bin)", doc='stage 03: samples whose median chromosome count is below this get no plasmid call (status low_depth); was hmm_low_cov_threshold'),
     # --- chromosomal caller ---
     "cnv_min_cn1_proportion": Key(0.55, NUM, _frac, "between 0 and 1", doc='sample QC: share of usable bins confidently in CN 1 needed to call a sample'),
     "cnv_min_confidence": Key(0.50, NUM, _frac, "between 0 and 1", doc='posterior that counts as confident for the QC share'),

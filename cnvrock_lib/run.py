@@ -79,7 +79,8 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "01": _COMMON + ("architecture", "latent_dim", "batch_size", "epochs", "lr", "weight_decay", "max_beta",
                      "warmup_epochs", "patience", "val_fraction", "aux_loss", "aux_weight", "aux_warmup_epochs",
                      "aux_n_blocks", "conv_channels", "conv_kernels", "conv_strides", "grad_clip",
-                     "hmm_low_cov_threshold", "vae_gene_mask_padding", "chrom_gene_coords_path",
+                     "vae_min_bin_median", "vae_gene_mask_padding", "chrom_gene_coords_path",
+                     "hmm_low_cov_threshold",  # the stage-01 report's reconstruction error (expected depth)
                      "holdout_ids_path", "device", "num_threads"),
     "02": _COMMON + ("hmm", "hmm_n_states", "hmm_self_transition", "hmm_low_cov_threshold", "hmm_em_iterations",
                      "hmm_batch_size", "cnv_min_cn1_proportion", "cnv_min_confidence", "device", "num_threads"),
@@ -88,7 +89,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
                      "pcn_threshold_method", "cnv_min_cn1_proportion", "cnv_min_confidence", "cnv_flank_padding",
                      "cnv_crr_amp_threshold", "cnv_crr_gate_threshold", "cnv_crr_min_bins_fallback",
                      "cnv_min_gene_coverage_fraction", "bootstrap_replicates", "eval_species",
-                     "hmm_low_cov_threshold", "eval_min_group_n", "num_threads"),
+                     "pcn_min_chrom_depth", "eval_min_group_n", "num_threads"),
     "04": _COMMON + ("evaluation", "tier", "kpsc_gt_path", "kpsc_kleborate_gt_path", "holdout_ids_path",
                      "plasmid_gene_families_path", "eval_species", "eval_min_group_n", "cnv_crr_amp_threshold",
                      "pcn_amp_threshold", "pcn_absent_threshold", "bootstrap_replicates"),

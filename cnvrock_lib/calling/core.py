@@ -55,7 +55,7 @@ class PlasmidConfig:
     @classmethod
     def from_params(cls, params: Params) -> "PlasmidConfig":
         return cls(float(params.pcn_absent_threshold), float(params.pcn_amp_threshold),
-                   str(params.pcn_threshold_method), float(params.hmm_low_cov_threshold))
+                   str(params.pcn_threshold_method), float(params.pcn_min_chrom_depth))
 
 
 def _round(frame: pd.DataFrame, cols: list[str], digits: int = 5) -> pd.DataFrame:

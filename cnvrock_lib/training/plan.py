@@ -7,7 +7,7 @@ from ..params import Params
 
 TRAIN_KEYS = ("architecture", "seed", "latent_dim", "batch_size", "epochs", "lr", "weight_decay", "max_beta",
               "warmup_epochs", "patience", "val_fraction", "aux_loss", "aux_weight", "aux_warmup_epochs",
-              "aux_n_blocks", "conv_channels", "conv_kernels", "conv_strides", "grad_clip", "hmm_low_cov_threshold",
+              "aux_n_blocks", "conv_channels", "conv_kernels", "conv_strides", "grad_clip", "vae_min_bin_median",
               "vae_gene_mask_padding", "chrom_gene_coords_path")
 
 

@@ -82,15 +82,15 @@ def train_vae(params: Params, progress: bool | None = None, log: Callable[[str],
     split = split_samples(n_samples, holdout_mask(params.holdout_ids_path, store.sample_ids),
                           params.val_fraction, params.seed)
     A.write_table(out, A.SPLIT, pd.DataFrame({"sample_id": store.sample_ids, "split": split.labels(n_samples)}))
-    usable = usable_bins(x_np, medians, split.train, params.hmm_low_cov_threshold)
+    usable = usable_bins(x_np, medians, split.train, params.vae_min_bin_median)
     if params.vae_gene_mask_padding > 0:
         from ..reference import load_gene_panel
 
         genes = load_gene_panel(params.chrom_gene_coords_path, "chromosome").genes
         usable &= ~gene_neighbourhood_bins(store.bins, genes, int(params.vae_gene_mask_padding))
     if not usable.any():
-        raise InputError(f"store {store.path}: no bin has a median training count >= hmm_low_cov_threshold "
-                         f"({params.hmm_low_cov_threshold} reads); nothing to learn from")
+        raise InputError(f"store {store.path}: no bin has a median training count >= vae_min_bin_median "
+                         f"({params.vae_min_bin_median} reads); nothing to learn from")
     profile = _column_median(x_np, split.train).astype(np.float32)
     pattern_np, block_bins = (pattern_targets(x_np, split.train, usable, params.aux_n_blocks, profile)
                               if params.aux_loss == "align" else (None, None))

@@ -344,6 +344,7 @@ def test_gene_fill_sets_the_neighbourhood_from_the_flank_without_retraining(coho
     assert any("resuming" in line for line in lines)           # the fill does not change the training
     assert filled.summary["gene_fill"] == {"mode": "observed", "bins_per_sample": 26}   # bins 288-313
     assert "gene_fill" not in masked.summary
+    assert "26 gene-neighbourhood bins filled" in training.summary_table(filled.summary).loc["bins", "value"]
     recon = np.load(filled.reconstructions)
     near = np.zeros(N_BINS, bool)
     near[288:314] = True

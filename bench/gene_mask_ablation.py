@@ -62,13 +62,16 @@ def score(calls: pd.DataFrame, truth: pd.DataFrame, ids: set | None) -> dict:
             "bias": float(np.median(err)) if len(carriers) else np.nan}
 
 
-def bin_accuracy(params, near: np.ndarray) -> tuple[float, float]:
-    """Stage-02 accuracy on usable bins (called state = nearest state to the true CN), outside and inside ``near``."""
+def bin_accuracy(params, segments: Path, near: np.ndarray) -> tuple[float, float]:
+    """Stage-02 accuracy on usable bins (called state = nearest state to the true CN), outside and inside ``near``.
+
+    ``segments``: the cohort's ``truth/segments.tsv``.
+    """
     out = params.out_path
     states = np.load(out / "states.npy", mmap_mode="r")
     ratios = np.load(out / "copy_ratios.npy", mmap_mode="r")
     store = open_store(params.store_path)
-    truth = pd.read_csv(segment.truth_path(params), sep="\t", dtype={"sample_id": str, "chrom": str})
+    truth = pd.read_csv(segments, sep="\t", dtype={"sample_id": str, "chrom": str})
     truth_cn = T.truth_cn_per_bin(truth, store.bins, store.sample_ids)
     right = np.asarray(states) == T.nearest_state(truth_cn)
     usable = np.isfinite(np.asarray(ratios))
@@ -81,17 +84,21 @@ def main(argv=None) -> None:
     ap.add_argument("--variants", nargs="+", default=["0:none", "30000:none", "30000:expected", "30000:observed"],
                     help="PADDING:FILL pairs (vae_gene_mask_padding bp : vae_gene_fill)")
     ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--seed", type=int, default=None, help="training seed (default: the cohort's params)")
     args = ap.parse_args(argv)
+    seed = {} if args.seed is None else {"seed": args.seed}
+    tag = f"_seed{args.seed}" if seed else ""
     variants = [(int(v.split(":")[0]), v.split(":")[1]) for v in args.variants]
     print("| cohort | padding (bp) | fill | samples | n | positives | TP | FP | FN | recall | PPV | MCC | "
           "carrier \\|CRR − CN\\| | carrier CRR − CN | bin acc. outside | bin acc. inside |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for data in args.data:
+        name = data.name + (f" (seed {args.seed})" if seed else "")
         truth = pd.read_csv(data / "truth" / "gene_truth.tsv", sep="\t")
         holdout = set((data / "holdout_ids.txt").read_text().split())
         for pad, fill in variants:
-            out = args.work / f"{data.name}_pad{pad}"  # one trained model per padding
-            params = load_params(data / "params.yaml", overrides={"out_dir": str(out), **SCHEDULE,
+            out = args.work / f"{data.name}_pad{pad}{tag}"  # one trained model per padding (and seed)
+            params = load_params(data / "params.yaml", overrides={"out_dir": str(out), **SCHEDULE, **seed,
                                                                   "vae_gene_mask_padding": pad,
                                                                   "vae_gene_fill": fill})
             genes = load_gene_panel(params.chrom_gene_coords_path, "chromosome").genes
@@ -100,10 +107,10 @@ def main(argv=None) -> None:
             training.train_vae(params, progress=False, log=lambda m: None)
             segment.segment_cohort(params, log=lambda m: None)
             calls = calling.stage.call_genes(params).gene_calls
-            acc_out, acc_in = bin_accuracy(params, near)
+            acc_out, acc_in = bin_accuracy(params, data / "truth" / "segments.tsv", near)
             for subset, ids in (("hold-out", holdout), ("all", None)):
                 s = score(calls, truth, ids)
-                print(f"| {data.name} | {pad:,} | {fill} | {subset} | {s['n']} | {s['positives']} | {s['TP']} | "
+                print(f"| {name} | {pad:,} | {fill} | {subset} | {s['n']} | {s['positives']} | {s['TP']} | "
                       f"{s['FP']} | {s['FN']} | {s['recall']:.3f} | {s['PPV']:.3f} | {s['MCC']:.3f} | "
                       f"{s['abs_err']:.3f} | {s['bias']:+.3f} | {acc_out:.4f} | {acc_in:.4f} |", flush=True)
             print(f"<!-- {data.name} padding {pad} fill {fill}: {time.perf_counter() - t0:.0f} s -->", flush=True)

@@ -64,7 +64,8 @@ def test_flank_levels_are_interpolated_and_a_missing_side_takes_the_other():
     hood = neighbourhoods(_bins(), GENE, 10_000)
     filled = normalise.expected_counts(NeighbourhoodFill("observed", tuple(hood), np.ones(N_BINS, bool))
                                        .apply(_x(rel), _x(rel), profile), np.ones(1))[0]
-    assert filled[90] == pytest.approx(2 ** (0.5 / 22), rel=1e-4) and filled[111] == pytest.approx(2 ** (21.5 / 22), rel=1e-4)
+    assert filled[90] == pytest.approx(2 ** (0.5 / 22), rel=1e-4)         # left edge: the left level (1x) ...
+    assert filled[111] == pytest.approx(2 ** (21.5 / 22), rel=1e-4)       # ... rising to the right one (2x)
     assert np.all(np.diff(filled[90:112]) > 0)
     usable = np.ones(N_BINS, bool)
     usable[80:90] = False                                  # left flank not usable: the right level everywhere

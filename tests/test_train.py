@@ -16,7 +16,7 @@ import yaml
 
 from cnvrock_lib import geometry, holdout, reference, store, training
 import cnvrock_lib.training.loop  # noqa: F401  (monkeypatched below)
-from cnvrock_lib.errors import InputError
+from cnvrock_lib.errors import InputError, ParamsError
 from cnvrock_lib.params import load_params
 
 N_SAMPLES, N_BINS, N_HOLDOUT = 48, 600, 6
@@ -325,6 +325,39 @@ def test_gene_neighbourhood_is_left_out_of_the_loss_when_asked(cohort, tmp_path)
                                          vae_gene_mask_padding=5_000), progress=False, log=lambda m: None)
     assert masked.summary["n_masked_bins"] == plain.summary["n_masked_bins"] + 12
     assert masked.summary["params_hash"] != plain.summary["params_hash"]
+
+
+def test_gene_fill_sets_the_neighbourhood_from_the_flank_without_retraining(cohort, tmp_path):
+    """vae_gene_fill: same training as the mask alone; the amplicon at bins 300-309 keeps its 4x copy ratio."""
+    panel = tmp_path / "panel.tsv"
+    pd.DataFrame({"gene": ["g1"], "contig": ["chr"], "start": [300_401], "end": [301_300]}).to_csv(
+        panel, sep="\t", index=False)
+    common = {"chrom_gene_coords_path": str(panel), "vae_gene_mask_padding": 12_000}
+    with pytest.raises(ParamsError, match="vae_gene_mask_padding"):
+        training.train_vae(make_params(cohort, tmp_path / "nopad", vae_gene_fill="observed"), progress=False,
+                           log=lambda m: None)
+    masked = training.train_vae(make_params(cohort, tmp_path / "out", **common), progress=False, log=lambda m: None)
+    decoded = np.load(masked.reconstructions)
+    lines = []
+    filled = training.train_vae(make_params(cohort, tmp_path / "out", vae_gene_fill="observed", **common),
+                                progress=False, log=lines.append)
+    assert any("resuming" in line for line in lines)           # the fill does not change the training
+    assert filled.summary["gene_fill"] == {"mode": "observed", "bins_per_sample": 26}   # bins 288-313
+    assert "gene_fill" not in masked.summary
+    assert "26 gene-neighbourhood bins filled" in training.summary_table(filled.summary).loc["bins", "value"]
+    recon = np.load(filled.reconstructions)
+    near = np.zeros(N_BINS, bool)
+    near[288:314] = True
+    np.testing.assert_array_equal(recon[:, ~near], decoded[:, ~near])
+    assert not np.array_equal(recon[:, near], decoded[:, near])
+    counts = np.asarray(store.open_store(cohort / "store").counts, dtype=float)
+    ratio = counts / np.maximum(recon, 1e-9)
+    amplified = counts[:, 300:310].mean(axis=1) > 2.5 * np.median(counts[:, 320:400], axis=1)
+    assert amplified.sum() >= 2
+    # copy ratios in the filled bins: about 4 at the amplicon of its carriers, about 1 elsewhere in the neighbourhood
+    amplicon, beside = np.median(ratio[:, 300:310], axis=1), np.median(ratio[:, 289:299], axis=1)
+    assert np.all(np.abs(amplicon[amplified] - 4.0) < 0.4) and np.all(np.abs(amplicon[~amplified] - 1.0) < 0.15)
+    assert np.all(np.abs(beside - 1.0) < 0.15)
 
 
 def test_one_holdout_parser_for_training_and_evaluation(tmp_path):

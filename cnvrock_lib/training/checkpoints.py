@@ -14,6 +14,7 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..model import ConvVAE, ModelConfig
 from ..params import Params
+from .fill import NeighbourhoodFill
 
 INFER_BATCH = 512  # samples per inference batch (memory, not results, depends on it)
 
@@ -57,8 +58,12 @@ def load_model(out_dir: str | Path, which: str = "best", device: str = "cpu") ->
 
 @torch.no_grad()
 def encode_and_reconstruct(model: ConvVAE, x: np.ndarray, medians: np.ndarray, device: torch.device | str = "cpu",
-                           batch_size: int = INFER_BATCH) -> tuple[np.ndarray, np.ndarray]:
+                           batch_size: int = INFER_BATCH, fill: NeighbourhoodFill | None = None
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """Latent means and expected depth of every sample, decoded from mu.
+
+    ``fill``: replace the decoded gene neighbourhoods by the flank-scaled cohort profile
+    (:class:`~cnvrock_lib.training.fill.NeighbourhoodFill`); None keeps the decoder's output.
 
     Returns
     -------
@@ -69,10 +74,13 @@ def encode_and_reconstruct(model: ConvVAE, x: np.ndarray, medians: np.ndarray, d
     device = torch.device(device)
     latents = np.empty((x.shape[0], model.config.latent_dim), dtype=np.float32)
     expected = np.empty(x.shape, dtype=np.float32)
+    profile = model.baseline.cpu().numpy() if fill is not None else None
     for lo in range(0, x.shape[0], batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch_size])).to(device)
         mu, _ = model.encode(xb)
-        x_hat = model.decode(mu)
+        x_hat = model.decode(mu).cpu().numpy()
+        if fill is not None:
+            x_hat = fill.apply(x_hat, x[lo:lo + batch_size], profile)
         latents[lo:lo + batch_size] = mu.cpu().numpy()
-        expected[lo:lo + batch_size] = normalise.expected_counts(x_hat.cpu().numpy(), medians[lo:lo + batch_size])
+        expected[lo:lo + batch_size] = normalise.expected_counts(x_hat, medians[lo:lo + batch_size])
     return latents, expected

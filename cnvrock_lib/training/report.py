@@ -76,7 +76,9 @@ def summary_table(summary: dict) -> pd.DataFrame:
                           f"(of {summary['epochs']} planned)"),
         ("samples", f"{summary['n_train']} train, {summary['n_val']} validation, {summary['n_holdout']} hold-out "
                     f"(never trained on)"),
-        ("bins", f"{summary['n_bins']} ({summary['n_masked_bins']} masked from the reconstruction loss)"),
+        ("bins", f"{summary['n_bins']} ({summary['n_masked_bins']} masked from the reconstruction loss)"
+                 + (f"; {summary['gene_fill']['bins_per_sample']} gene-neighbourhood bins filled from the sample's "
+                    f"{summary['gene_fill']['mode']} flank level" if summary.get("gene_fill") else "")),
         ("best epoch", f"{summary['best_epoch']} (loss {summary['best_loss']:.2f})"
                        + ("; stopped early" if summary["stopped_early"] else "")),
         ("resumed", f"from epoch {summary['resumed_from_epoch']}" if summary.get("resumed_from_epoch") else "no"),

@@ -21,7 +21,7 @@ import torch
 from .. import artefacts as A
 from .. import normalise
 from ..device import resolve_device
-from ..errors import InputError, StageError
+from ..errors import InputError, ParamsError, StageError
 from ..geometry import gene_neighbourhood_bins
 from ..holdout import holdout_mask
 from ..model import ConvVAE
@@ -30,6 +30,7 @@ from ..progress import Progress, stderr_logger
 from ..store import open_store
 from .checkpoints import _load_checkpoint, _save_checkpoint, encode_and_reconstruct, load_model, model_config_from_params
 from .data import _column_median, normalised_depth, pattern_targets, split_samples, usable_bins
+from .fill import NeighbourhoodFill, neighbourhoods
 from .loop import _data_digest, _run_epoch, _validate
 from .plan import TRAIN_KEYS, aux_weight_at, beta_at, warmup_end
 from .report import training_log_frame
@@ -83,11 +84,19 @@ def train_vae(params: Params, progress: bool | None = None, log: Callable[[str],
                           params.val_fraction, params.seed)
     A.write_table(out, A.SPLIT, pd.DataFrame({"sample_id": store.sample_ids, "split": split.labels(n_samples)}))
     usable = usable_bins(x_np, medians, split.train, params.vae_min_bin_median)
+    fill = None
     if params.vae_gene_mask_padding > 0:
         from ..reference import load_gene_panel
 
         genes = load_gene_panel(params.chrom_gene_coords_path, "chromosome").genes
+        if params.vae_gene_fill != "none":
+            fill = NeighbourhoodFill(params.vae_gene_fill,
+                                     tuple(neighbourhoods(store.bins, genes, int(params.vae_gene_mask_padding))),
+                                     usable.copy())
         usable &= ~gene_neighbourhood_bins(store.bins, genes, int(params.vae_gene_mask_padding))
+    elif params.vae_gene_fill != "none":
+        raise ParamsError(f"vae_gene_fill = {params.vae_gene_fill!r} needs vae_gene_mask_padding > 0 (bp: the "
+                          f"neighbourhood to fill); it is 0")
     if not usable.any():
         raise InputError(f"store {store.path}: no bin has a median training count >= vae_min_bin_median "
                          f"({params.vae_min_bin_median} reads); nothing to learn from")
@@ -192,7 +201,7 @@ def train_vae(params: Params, progress: bool | None = None, log: Callable[[str],
                 f"epochs since epoch {best['epoch']}")
 
         best_model, _ = load_model(out, "best", device=str(device))
-        latents, expected = encode_and_reconstruct(best_model, x_np, medians, device)
+        latents, expected = encode_and_reconstruct(best_model, x_np, medians, device, fill=fill)
 
     A.save_array(out, A.LATENTS, latents)
     A.save_array(out, A.RECONSTRUCTIONS, expected)
@@ -210,6 +219,8 @@ def train_vae(params: Params, progress: bool | None = None, log: Callable[[str],
         "aux_loss": params.aux_loss, "model": config.to_dict(),
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
     }
+    if fill is not None:  # only when asked, so that runs without the fill keep their summary unchanged
+        summary["gene_fill"] = {"mode": fill.mode, "bins_per_sample": fill.n_bins}
     A.save_json(out, A.TRAIN_SUMMARY, summary)
     return TrainResult(out_dir=out, checkpoint=A.CHECKPOINT.path(out), checkpoint_last=A.CHECKPOINT_LAST.path(out),
                        training_log=A.TRAINING_LOG.path(out), latents=A.LATENTS.path(out),

@@ -242,7 +242,7 @@ def test_changed_params_train_afresh(cohort, tmp_path, trained):
 def test_early_stopping_waits_for_warmup(cohort, tmp_path, monkeypatch):
     # validation loss that only gets worse: the best epoch is the first after warm-up
     losses = itertools.count(1.0)
-    monkeypatch.setattr(training.stage, "_validate", lambda *args: next(losses))
+    monkeypatch.setattr(training.loop, "_validate", lambda *args: next(losses))
     params = make_params(cohort, tmp_path / "out", epochs=20, patience=2)
     result = training.train_vae(params, progress=False, log=lambda m: None)
     assert result.summary["best_epoch"] == training.warmup_end(params) == 4

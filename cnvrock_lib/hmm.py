@@ -456,15 +456,18 @@ def _decode_one(lp, log_start, stay, move, want_path, want_post, states_row, pos
     return total
 
 
+def _scratch(t_len, k):
+    """Per-chunk scratch of :func:`_decode_one`: lattice, emissions, alpha (T, K), scale (T,), back-pointers."""
+    return (np.empty((t_len, k), dtype=np.float64), np.empty((t_len, k), dtype=np.float64),
+            np.empty((t_len, k), dtype=np.float64), np.empty(t_len, dtype=np.float64),
+            np.empty((t_len, k), dtype=np.int8))
+
+
 def _decode_logp(logp, log_start, stay, move, want_path, want_post, states, post, loglik, bounds, fast_exp):
     """Batch driver over precomputed emission log-densities (n, T, K), parallel over chunks of samples."""
     n, t_len, k = logp.shape
     for c in _prange(bounds.size - 1):
-        lattice = np.empty((t_len, k), dtype=np.float64)
-        emis = np.empty((t_len, k), dtype=np.float64)
-        alpha = np.empty((t_len, k), dtype=np.float64)
-        scale = np.empty(t_len, dtype=np.float64)
-        back = np.empty((t_len, k), dtype=np.int8)
+        lattice, emis, alpha, scale, back = _scratch(t_len, k)
         for s in range(bounds[c], bounds[c + 1]):
             loglik[s] = _decode_one(logp[s], log_start, stay, move, want_path, want_post, states[s], post[s],
                                     lattice, emis, alpha, scale, back, fast_exp)
@@ -477,11 +480,7 @@ def _decode_gaussian(x, sd, mask, means, log_start, stay, move, want_path, want_
     k = means.shape[0]
     for c in _prange(bounds.size - 1):
         lp = np.empty((t_len, k), dtype=np.float64)
-        lattice = np.empty((t_len, k), dtype=np.float64)
-        emis = np.empty((t_len, k), dtype=np.float64)
-        alpha = np.empty((t_len, k), dtype=np.float64)
-        scale = np.empty(t_len, dtype=np.float64)
-        back = np.empty((t_len, k), dtype=np.int8)
+        lattice, emis, alpha, scale, back = _scratch(t_len, k)
         for s in range(bounds[c], bounds[c + 1]):
             var = max(sd[s], 1e-6) ** 2
             const = LOG_2PI + np.log(var)
@@ -508,6 +507,7 @@ _prange = range
 if _numba is not None:
     _prange = _numba.prange
     _decode_one = _numba.njit(cache=True, nogil=True)(_decode_one)
+    _scratch = _numba.njit(cache=True, nogil=True)(_scratch)
     _decode_logp = _numba.njit(cache=True, nogil=True, parallel=True)(_decode_logp)
     _decode_gaussian = _numba.njit(cache=True, nogil=True, parallel=True)(_decode_gaussian)
 

@@ -44,6 +44,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cnvrock_lib import artefacts as A  # noqa: E402
 from cnvrock_lib import baselines as B  # noqa: E402
 from cnvrock_lib.atomic import write_json, write_text, write_tsv  # noqa: E402
 from cnvrock_lib.evaluation import mcc_from_counts  # noqa: E402
@@ -185,11 +186,11 @@ def bench_speed(cfg: dict, work: Path) -> list[dict]:
             row[f"{stage}_s"] = round(r["seconds"], 2)
             row[f"{stage}_peak_mb"] = round(r["peak_mb"], 1)
             log(f"  {stage}: {r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB")
-        summary = json.loads((out / "train_summary.json").read_text())
+        summary = A.read_json(out, A.TRAIN_SUMMARY)
         row["epochs_run"] = summary["epochs_run"]
         row["train_samples_per_s"] = round(summary["samples_per_second"], 1)
         row["n_train"] = summary["n_train"]
-        tlog = pd.read_csv(out / "training_log.tsv", sep="\t")
+        tlog = A.read_table(out, A.TRAINING_LOG)
         row["seconds_per_epoch"] = round(float(tlog["seconds"].median()), 2)
         row["device"] = summary.get("device_name", summary.get("device"))
         row["threads"] = summary.get("threads")
@@ -293,7 +294,7 @@ def accuracy_cohort(cfg: dict, work: Path, seed: int, hard: bool) -> pd.DataFram
     qc_ok = result.sample_qc["qc_pass"].to_numpy(bool)
     cnv_mask = {g: m & qc_ok for g, m in species_ok.items()}
     counts = np.asarray(store.counts, dtype=np.float64)
-    medians = np.load(out / "medians.npy")
+    medians = np.load(A.MEDIANS.path(out))
     frames = []
 
     def add(method: str, chrom_calls: pd.DataFrame, ids_=ids):
@@ -304,8 +305,8 @@ def accuracy_cohort(cfg: dict, work: Path, seed: int, hard: bool) -> pd.DataFram
     gc = result.gene_calls
     frames.append(pd.DataFrame({"method": "CNVRock", "sample_id": gc.sample_id, "gene": gc.gene,
                                 "level": "chromosome", "call": gc.call, "value": gc.crr}))
-    vae_ratios = np.load(out / "copy_ratios.npy")
-    vae_states = np.load(out / "states.npy")
+    vae_ratios = np.load(A.COPY_RATIOS.path(out))
+    vae_states = np.load(A.STATES.path(out))
     # (a) raw thresholds, (b) hmmlearn on raw ratios
     raw, _ = B.median_normalised_ratios(counts, medians, params.hmm_low_cov_threshold)
     add("raw CRR thresholds", B.call_chromosomal(raw, bins, panel, rule, pad, callable_mask=species_ok))
@@ -358,7 +359,7 @@ def accuracy_cohort(cfg: dict, work: Path, seed: int, hard: bool) -> pd.DataFram
     t = time.perf_counter()
     training.train_vae(p_sin2, progress=False, log=lambda m: None)
     timings["train_sin2"] = time.perf_counter() - t
-    sin2_ratios, _ = segmentation.copy_ratios(counts, np.load(out_sin2 / "reconstructions.npy"),
+    sin2_ratios, _ = segmentation.copy_ratios(counts, np.load(A.RECONSTRUCTIONS.path(out_sin2)),
                                          params.hmm_low_cov_threshold)
     sin2_states = B.decode_states(sin2_ratios, bins, B.ORIGINAL_HMM_MEANS, params.hmm_self_transition)
     add("original (sin² VAE + all three)",

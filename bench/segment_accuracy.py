@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cnvrock_lib import artefacts as A
 from cnvrock_lib import segmentation
 from cnvrock_lib import truth as T
-from cnvrock_lib.atomic import save_npy, write_tsv
+from cnvrock_lib.atomic import write_tsv
 from cnvrock_lib.normalise import sample_medians
 from cnvrock_lib.params import load_params
 from cnvrock_lib.store import open_store
@@ -56,7 +57,7 @@ def noise_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
     """
     params = load_params(params_path, overrides={"out_dir": str(run_dir)})
     store = open_store(params.store_path, check_values=False)
-    ratios = np.load(run_dir / "copy_ratios.npy").astype(np.float64)
+    ratios = np.load(A.COPY_RATIOS.path(run_dir)).astype(np.float64)
     mask = np.isnan(ratios)
     truth = pd.read_csv(segmentation.report.truth_path(params), sep="\t", dtype={"sample_id": str})
     cn1 = (T.truth_cn_per_bin(truth, store.bins, store.sample_ids) == 1) & ~mask
@@ -79,16 +80,16 @@ def confusion_of(params_path: Path, run_dir: Path) -> pd.DataFrame:
     params = load_params(params_path, overrides={"out_dir": str(run_dir)})
     store = open_store(params.store_path, check_values=False)
     truth = pd.read_csv(segmentation.report.truth_path(params), sep="\t", dtype={"sample_id": str})
-    mask = np.isnan(np.load(run_dir / "copy_ratios.npy"))
+    mask = np.isnan(np.load(A.COPY_RATIOS.path(run_dir)))
     truth_cn = T.truth_cn_per_bin(truth, store.bins, store.sample_ids)
-    return T.state_confusion(np.load(run_dir / "states.npy"), mask, truth_cn)
+    return T.state_confusion(np.load(A.STATES.path(run_dir)), mask, truth_cn)
 
 
 def qc_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
     """``sample_qc.tsv`` of one run against the simulator's ``low_quality`` flag (truth/samples.tsv)."""
     params = load_params(params_path, overrides={"out_dir": str(run_dir)})
     truth = pd.read_csv(segmentation.report.truth_path(params).parent / "samples.tsv", sep="\t", dtype={"sample_id": str})
-    qc = pd.read_csv(run_dir / "sample_qc.tsv", sep="\t", dtype={"sample_id": str})
+    qc = A.read_table(run_dir, A.SAMPLE_QC, dtype={"sample_id": str})
     both = truth[["sample_id", "low_quality"]].merge(qc, on="sample_id")
     both["low_quality"] = both["low_quality"].astype(str).str.lower() == "true"
     out = both.groupby("low_quality").agg(samples=("sample_id", "size"), qc_pass=("qc_pass", "sum"),
@@ -101,7 +102,7 @@ def qc_check(params_path: Path, run_dir: Path) -> pd.DataFrame:
 def run_one(params_path: Path, out: Path, expected: np.ndarray, em: int, label: str, noise: str,
             self_transition: float | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    save_npy(out / "reconstructions.npy", expected)
+    A.save_array(out, A.RECONSTRUCTIONS, expected)
     overrides = {"out_dir": str(out), "hmm_em_iterations": em}
     if self_transition is not None:
         overrides["hmm_self_transition"] = self_transition
@@ -132,7 +133,7 @@ def main(argv=None) -> pd.DataFrame:
 
     base = load_params(args.params)
     recon_dir = args.out_dir or base.out_path
-    recon = np.load(recon_dir / "reconstructions.npy")
+    recon = np.load(A.RECONSTRUCTIONS.path(recon_dir))
     rows = []
 
     def show(row):

@@ -28,6 +28,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cnvrock_lib import artefacts as A  # noqa: E402
 from cnvrock_lib import training  # noqa: E402
 from cnvrock_lib.params import load_params  # noqa: E402
 from cnvrock_lib.report import prepare_params  # noqa: E402
@@ -75,10 +76,10 @@ def evaluate_run(params, truth_dir: Path) -> dict:
     out = params.out_path
     st = open_store(params.store_path, check_values=False)
     counts = np.asarray(st.counts, dtype=np.float64)
-    medians = np.load(out / "medians.npy")
-    expected = np.load(out / "reconstructions.npy").astype(np.float64)
-    latents = np.load(out / "latents.npy").astype(np.float64)
-    split = pd.read_csv(out / "split.tsv", sep="\t")["split"].to_numpy()
+    medians = np.load(A.MEDIANS.path(out))
+    expected = np.load(A.RECONSTRUCTIONS.path(out)).astype(np.float64)
+    latents = np.load(A.LATENTS.path(out)).astype(np.float64)
+    split = A.read_table(out, A.SPLIT)["split"].to_numpy()
     train_idx = np.flatnonzero(split == "train")
     x = _x(counts, medians).astype(np.float32)
     usable = training.usable_bins(x, medians, train_idx, params.hmm_low_cov_threshold)

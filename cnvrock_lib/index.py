@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import artefacts as A
 from .atomic import write_text
 
 
@@ -21,9 +22,9 @@ def collect_tiers(reports_root: Path) -> list[dict]:
         info = json.loads(meta.read_text())
         info["dir"] = meta.parent
         out = Path(info["out_dir"])
-        summary = out / "train_summary.json"
+        summary = A.TRAIN_SUMMARY.path(out)
         info["n_train"] = json.loads(summary.read_text()).get("n_train") if summary.is_file() else None
-        metrics = out / "evaluation_metrics.tsv"
+        metrics = A.EVALUATION_METRICS.path(out)
         info["metrics"] = headline(metrics) if metrics.is_file() else None
         tiers.append(info)
     return tiers

@@ -45,10 +45,11 @@ def _robust_sd(x: np.ndarray) -> float:
 def model_error_sd(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, reference: np.ndarray | None = None) -> float:
     """Cohort model-error sd (log units): scatter that the per-sample intervals do not explain.
 
-    ``values`` are compared with ``reference`` (default: their cohort median). The robust
-    variance of log(value / reference) minus the median squared interval sd
-    ((log hi − log lo) / 3.92)² is the model-error variance (0 when negative or with fewer than
-    ``MIN_MODEL_ERROR_N`` samples).
+    ``values`` are compared with ``reference``. Without a reference they are compared with their
+    cohort median and only the lower half is used (1.4826 × the median distance below the
+    median), because extra dosage only ever adds to the upper half. The robust variance of
+    log(value / reference) minus the median squared interval sd ((log hi − log lo) / 3.92)² is the
+    model-error variance (0 when negative or with fewer than ``MIN_MODEL_ERROR_N`` samples).
     """
     v = _log(values)
     ok = np.isfinite(v) & np.isfinite(lo) & np.isfinite(hi)
@@ -56,8 +57,11 @@ def model_error_sd(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, reference
         ok &= np.isfinite(reference)
     if ok.sum() < MIN_MODEL_ERROR_N:
         return 0.0
-    ref = np.median(v[ok]) if reference is None else _log(reference)[ok]
-    total = _robust_sd(v[ok] - ref)
+    if reference is None:
+        below = v[ok][v[ok] <= np.median(v[ok])]
+        total = float(1.4826 * np.median(np.median(v[ok]) - below))
+    else:
+        total = _robust_sd(v[ok] - _log(reference)[ok])
     within = np.median(((_log(hi) - _log(lo)) / (2 * Z95))[ok])
     return float(np.sqrt(max(total ** 2 - within ** 2, 0.0)))
 
@@ -106,15 +110,18 @@ def extra_dosage_call(lo_calibrated: np.ndarray, absent_cover: np.ndarray, fit: 
 def dosage_origin(call: np.ndarray, crr_value: np.ndarray, edge_ratios: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """Where extra dosage comes from, as the depth pattern shows it: ``tandem``, ``elsewhere`` or ''.
 
-    For calls of 2: the median copy ratio of the usable flank bins next to the gene
-    (``edge_ratios``, ``ORIGIN_EDGE_BINS`` per side), relative to the flank ``baseline``, is
+    For calls of 2: the second-highest copy ratio of the usable flank bins next to the gene
+    (``edge_ratios``, ``ORIGIN_EDGE_BINS`` per side: an amplicon may spill to one side only, and one
+    noisy bin alone does not count), relative to the flank ``baseline``, is
     elevated by at least ``ORIGIN_SHARE`` of the gene's excess (CRR − 1) for a tandem amplicon
     that spills past the gene; otherwise the extra copy is elsewhere (e.g. plasmid-borne).
     '' for other calls or without usable edge bins.
     """
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        edge = np.nanmedian(np.asarray(edge_ratios, dtype=np.float64), axis=1) / np.asarray(baseline)
+        ranked = -np.sort(-np.nan_to_num(np.asarray(edge_ratios, dtype=np.float64), nan=-np.inf), axis=1)
+        second = ranked[:, min(1, ranked.shape[1] - 1)] if ranked.shape[1] else np.full(ranked.shape[0], np.nan)
+        edge = np.where(np.isfinite(second), second, np.nan) / np.asarray(baseline)
     excess = np.asarray(crr_value, dtype=np.float64) - 1.0
     tandem = (edge - 1.0) >= ORIGIN_SHARE * excess
     out = np.where(tandem, "tandem", "elsewhere").astype(object)

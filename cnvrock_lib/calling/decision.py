@@ -176,7 +176,8 @@ def call_side_probability(value: np.ndarray, lo: np.ndarray, hi: np.ndarray, fit
 # ----------------------------------------------------------------------------- cross-talk model
 CROSSTALK_MIN_CORR = 0.7      # Spearman correlation the best element bin needs with the gene's PCN
 CROSSTALK_SD_SHARE = 0.5      # residual robust sd at most this share of the PCN's robust sd
-CROSSTALK_N_BINS = 2          # element bins used as predictors (a gene bin holds up to two flank elements)
+CROSSTALK_N_BINS = 3          # at most this many element bins predict a gene's cross-talk (forward selection)
+CROSSTALK_NEXT_CORR = 0.3     # a further bin needs this Spearman correlation with what is still unexplained
 CROSSTALK_RES_SD = 4.0        # carriers: residual above its median + this many robust sd ...
 CROSSTALK_MIN_RES = 0.15      # ... and at least this many copies (off-panel alleles map at 15-80 %)
 CROSSTALK_MIN_BINS = 10       # fewer off-backbone samples or candidate bins: no model
@@ -218,6 +219,17 @@ class CrossTalkFit:
     credible: bool              # the model is used (corr and residual sd pass)
 
 
+def _huber(x: np.ndarray, y: np.ndarray, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Huber regression of ``y`` on ``x`` by iteratively reweighted least squares: (coef, residuals)."""
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    for _ in range(iterations):
+        res = y - x @ coef
+        s = max(_robust_sd(res), 1e-6)
+        w = np.sqrt(np.minimum(1.0, HUBER_K * s / np.maximum(np.abs(res), 1e-12)))
+        coef = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)[0]
+    return coef, y - x @ coef
+
+
 def _ranks(x: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
@@ -227,8 +239,10 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 def fit_crosstalk(pcn_value: np.ndarray, excess: np.ndarray, candidates: np.ndarray) -> tuple[CrossTalkFit, np.ndarray]:
     """Fit the cross-talk of one gene over samples whose PCN no backbone explains.
 
-    The ``CROSSTALK_N_BINS`` candidate bins whose excess (:func:`element_excess`) correlates best
-    (Spearman) with the PCN are the predictors of a Huber regression (IRLS). The model is credible
+    The candidate bin whose excess (:func:`element_excess`) correlates best (Spearman) with the
+    PCN is the first predictor of a Huber regression (IRLS); further bins (up to
+    ``CROSSTALK_N_BINS``) are added while one correlates ≥ ``CROSSTALK_NEXT_CORR`` with the
+    residuals. The model is credible
     when the best correlation is ≥ ``CROSSTALK_MIN_CORR`` and the residuals' robust sd is at most
     ``CROSSTALK_SD_SHARE`` of the PCN's. Returns the fit and the residuals (copies; NaN where the
     PCN is NaN).
@@ -241,21 +255,31 @@ def fit_crosstalk(pcn_value: np.ndarray, excess: np.ndarray, candidates: np.ndar
     if ok.sum() < CROSSTALK_MIN_BINS or cand.size == 0:
         return none, np.full(v.size, nan)
     e = np.asarray(excess[:, cand], dtype=np.float64)[ok]
-    rv = _ranks(v[ok])
     re = _ranks(e)
-    rv_c = rv - rv.mean()
     re_c = re - re.mean(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = (re_c * rv_c[:, None]).sum(axis=0) / (np.sqrt((re_c ** 2).sum(axis=0) * (rv_c ** 2).sum()))
-    corr = np.nan_to_num(corr, nan=-1.0)
-    top = np.argsort(-corr, kind="stable")[:CROSSTALK_N_BINS]
+    re_norm = np.sqrt((re_c ** 2).sum(axis=0))
+
+    def spearman(target: np.ndarray) -> np.ndarray:
+        rt = _ranks(target)
+        rt_c = rt - rt.mean()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = (re_c * rt_c[:, None]).sum(axis=0) / (re_norm * np.sqrt((rt_c ** 2).sum()))
+        return np.nan_to_num(c, nan=-1.0)
+
+    corr = spearman(v[ok])
+    top = [int(np.argmax(corr))]
+    coef, res = _huber(np.column_stack([np.ones(int(ok.sum())), e[:, top]]), v[ok])
+    # forward selection: each further bin is the one that best predicts what is still unexplained
+    # (a gene bin holds up to CROSSTALK_N_BINS flank elements; two bins of one element add nothing)
+    while len(top) < CROSSTALK_N_BINS:
+        c = spearman(res)
+        c[top] = -1.0
+        nxt = int(np.argmax(c))
+        if c[nxt] < CROSSTALK_NEXT_CORR:
+            break
+        top.append(nxt)
+        coef, res = _huber(np.column_stack([np.ones(int(ok.sum())), e[:, top]]), v[ok])
     x = np.column_stack([np.ones(int(ok.sum())), e[:, top]])
-    coef = np.linalg.lstsq(x, v[ok], rcond=None)[0]
-    for _ in range(30):
-        res = v[ok] - x @ coef
-        s = max(_robust_sd(res), 1e-6)
-        w = np.sqrt(np.minimum(1.0, HUBER_K * s / np.maximum(np.abs(res), 1e-12)))
-        coef = np.linalg.lstsq(x * w[:, None], v[ok] * w, rcond=None)[0]
     res_all = np.full(v.size, nan)
     res_all[ok] = v[ok] - np.maximum(x @ coef, 0.0)
     r = res_all[ok]

@@ -247,7 +247,7 @@ def call_plasmid(sample_ids: np.ndarray, medians: np.ndarray, dispersion: np.nda
             fit = None
             if excess is not None:
                 fit, res = D.fit_crosstalk(np.where(off, value, np.nan), excess, candidates)
-                extra = off & D.crosstalk_carriers(value, res, fit, COHORT_CARRIER_MIN) & (call == 0)
+                extra = off & D.crosstalk_carriers(value, res, fit, D.CROSSTALK_MIN_PCN) & (call == 0)
                 rule = np.where(extra, "cohort_gmm:crosstalk", rule)
                 on = on | extra
             crosstalk.append(fit)

@@ -174,12 +174,13 @@ def call_side_probability(value: np.ndarray, lo: np.ndarray, hi: np.ndarray, fit
 
 
 # ----------------------------------------------------------------------------- cross-talk model
-CROSSTALK_MIN_CORR = 0.7      # Spearman correlation the best element bin needs with the gene's PCN
+CROSSTALK_MIN_CORR = 0.6      # Spearman correlation the best element bin needs with the gene's PCN
 CROSSTALK_SD_SHARE = 0.5      # residual robust sd at most this share of the PCN's robust sd
 CROSSTALK_N_BINS = 3          # at most this many element bins predict a gene's cross-talk (forward selection)
 CROSSTALK_NEXT_CORR = 0.3     # a further bin needs this Spearman correlation with what is still unexplained
 CROSSTALK_RES_SD = 4.0        # carriers: residual above its median + this many robust sd ...
 CROSSTALK_MIN_RES = 0.15      # ... and at least this many copies (off-panel alleles map at 15-80 %)
+CROSSTALK_MIN_PCN = 0.5      # ... and a PCN of at least this many copies (a carrier group's mean, COHORT_CARRIER_MIN)
 CROSSTALK_MIN_BINS = 10       # fewer off-backbone samples or candidate bins: no model
 HUBER_K = 1.345
 

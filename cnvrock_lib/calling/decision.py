@@ -302,3 +302,46 @@ def crosstalk_carriers(pcn_value: np.ndarray, residual: np.ndarray, fit: CrossTa
         return np.zeros(v.size, dtype=bool)
     with np.errstate(invalid="ignore"):
         return np.isfinite(r) & (r >= fit.threshold) & (v >= carrier_min) & (r >= 0.5 * v)
+
+
+# ----------------------------------------------------------------------------- supervised (optional)
+@dataclass(frozen=True)
+class SupervisedFit:
+    """A threshold chosen on training samples' ground-truth labels (``pcn_threshold_method: supervised``)."""
+
+    threshold: float            # PCN (copies); NaN when it cannot be learned (then the fixed one is used)
+    n_train: int                # labelled training samples used
+    n_train_positive: int
+    train_mcc: float            # MCC of the threshold on those samples (in-sample, optimistic)
+    note: str = ""
+
+
+def supervised_threshold(pcn_value: np.ndarray, labels: np.ndarray, usable: np.ndarray) -> SupervisedFit:
+    """The PCN threshold with the highest MCC on the labelled training samples.
+
+    ``labels``: 1 present, 0 absent, −1 unknown or hold-out (never used). Candidates are the
+    midpoints between neighbouring distinct PCN values; ties go to the lowest threshold.
+    NaN threshold (with a note) when the training samples lack a class.
+    """
+    v = np.asarray(pcn_value, dtype=np.float64)
+    y = np.asarray(labels)
+    train = np.asarray(usable, bool) & np.isfinite(v) & (y >= 0)
+    x, t = v[train], y[train] == 1
+    n_pos = int(t.sum())
+    if n_pos == 0 or n_pos == t.size:
+        return SupervisedFit(float("nan"), int(t.size), n_pos, float("nan"),
+                             "training labels have a single class: fixed threshold used")
+    order = np.argsort(x, kind="stable")
+    xs, ts = x[order], t[order]
+    # predict present for samples i.. (sorted): tp = positives at or above i, etc.
+    pos_above = np.cumsum(ts[::-1])[::-1]
+    n_above = np.arange(xs.size, 0, -1)
+    tp, fp = pos_above, n_above - pos_above
+    fn, tn = n_pos - tp, (t.size - n_pos) - fp
+    den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = np.where(den > 0, (tp * tn - fp * fn) / np.where(den > 0, den, 1.0), -1.0)
+    distinct = np.r_[True, xs[1:] > xs[:-1]]                  # a cut can only fall between distinct values
+    mcc = np.where(distinct, mcc, -np.inf)
+    i = int(np.argmax(mcc))
+    threshold = xs[0] if i == 0 else 0.5 * (xs[i - 1] + xs[i])
+    return SupervisedFit(float(threshold), int(t.size), n_pos, float(mcc[i]))

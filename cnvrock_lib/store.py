@@ -48,14 +48,9 @@ class NpyStore:
 
     def contig_slices(self) -> dict[str, slice]:
         """``{contig: slice of bin indices}`` in store order (bins are contiguous per contig)."""
-        chrom = self.bins["chrom"]
-        out: dict[str, slice] = {}
-        change = np.flatnonzero(chrom[1:] != chrom[:-1]) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [len(chrom)]])
-        for s, e in zip(starts, ends):
-            out[str(chrom[s])] = slice(int(s), int(e))
-        return out
+        from .geometry import contig_slices
+
+        return contig_slices(self.bins)
 
     def index_of(self, sample_ids) -> np.ndarray:
         """Row indices of ``sample_ids``; raises StoreError naming the first unknown id."""

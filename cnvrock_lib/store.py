@@ -17,6 +17,7 @@ import numpy as np
 
 from .atomic import atomic_dir
 from .errors import StoreError
+from .geometry import contig_slices
 from .reference import BIN_DTYPE, BIN_SIZE
 
 STORE_FILES = ("counts.npy", "sample_ids.npy", "contigs.npy")
@@ -48,8 +49,6 @@ class NpyStore:
 
     def contig_slices(self) -> dict[str, slice]:
         """``{contig: slice of bin indices}`` in store order (bins are contiguous per contig)."""
-        from .geometry import contig_slices
-
         return contig_slices(self.bins)
 
     def index_of(self, sample_ids) -> np.ndarray:

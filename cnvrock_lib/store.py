@@ -17,6 +17,7 @@ import numpy as np
 
 from .atomic import atomic_dir
 from .errors import StoreError
+from .geometry import contig_slices
 from .reference import BIN_DTYPE, BIN_SIZE
 
 STORE_FILES = ("counts.npy", "sample_ids.npy", "contigs.npy")
@@ -48,14 +49,7 @@ class NpyStore:
 
     def contig_slices(self) -> dict[str, slice]:
         """``{contig: slice of bin indices}`` in store order (bins are contiguous per contig)."""
-        chrom = self.bins["chrom"]
-        out: dict[str, slice] = {}
-        change = np.flatnonzero(chrom[1:] != chrom[:-1]) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [len(chrom)]])
-        for s, e in zip(starts, ends):
-            out[str(chrom[s])] = slice(int(s), int(e))
-        return out
+        return contig_slices(self.bins)
 
     def index_of(self, sample_ids) -> np.ndarray:
         """Row indices of ``sample_ids``; raises StoreError naming the first unknown id."""

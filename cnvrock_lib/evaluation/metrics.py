@@ -113,6 +113,44 @@ def mcc_from_counts(tp: float, fp: float, fn: float, tn: float) -> float:
     return float(matthews_corrcoef([1, 0, 1, 0], [1, 1, 0, 0], sample_weight=[tp, fp, fn, tn]))
 
 
+INTERVAL_LEVEL = 0.95
+BOOTSTRAP_REPLICATES = 2000
+MIN_GROUP_CLASS = 5    # an ST group gets an MCC only with at least this many positives and negatives
+
+
+def metric_intervals(tp: int, fp: int, fn: int, tn: int, rng: np.random.Generator,
+                     n_replicates: int = BOOTSTRAP_REPLICATES, level: float = INTERVAL_LEVEL) -> dict[str, float]:
+    """Percentile bootstrap intervals (resampling samples) of MCC, recall and PPV from a confusion table.
+
+    The metrics depend on the samples only through the four cell counts, so resampling the n
+    evaluated samples is a multinomial draw of the cells. A replicate where a metric is undefined (no
+    positive, no predicted positive) is left out of that metric's interval. Returns ``mcc_lo mcc_hi
+    recall_lo recall_hi ppv_lo ppv_hi`` (NaN where the point estimate is undefined).
+    """
+    n = tp + fp + fn + tn
+    keys = ("mcc_lo", "mcc_hi", "recall_lo", "recall_hi", "ppv_lo", "ppv_hi")
+    if n == 0:
+        return dict.fromkeys(keys, np.nan)
+    cells = rng.multinomial(n, np.array([tp, fp, fn, tn], dtype=np.float64) / n, size=n_replicates).astype(float)
+    btp, bfp, bfn, btn = cells.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denom = np.sqrt((btp + bfp) * (btp + bfn) * (btn + bfp) * (btn + bfn))
+        both = (btp + bfn > 0) & (btn + bfp > 0)
+        mcc = np.where(both, np.where(denom > 0, (btp * btn - bfp * bfn) / np.where(denom > 0, denom, 1), 0.0),
+                       np.nan)
+        recall = np.where(btp + bfn > 0, btp / (btp + bfn), np.nan)
+        ppv = np.where(btp + bfp > 0, btp / (btp + bfp), np.nan)
+    alpha = (1 - level) / 2
+    point_defined = {"mcc": tp + fn > 0 and tn + fp > 0, "recall": tp + fn > 0, "ppv": tp + fp > 0}
+    out = {}
+    for name, values in (("mcc", mcc), ("recall", recall), ("ppv", ppv)):
+        values = values[np.isfinite(values)]
+        ok = point_defined[name] and values.size > 0
+        out[f"{name}_lo"] = float(np.quantile(values, alpha)) if ok else np.nan
+        out[f"{name}_hi"] = float(np.quantile(values, 1 - alpha)) if ok else np.nan
+    return out
+
+
 def outcomes(y_true, y_pred) -> np.ndarray:
     """Per-sample outcome ``TN FP FN TP`` (object array; ``""`` where either label is missing)."""
     y_true = np.asarray(y_true)

@@ -24,7 +24,7 @@ from ..params import Params
 from ..reference import load_gene_families
 from .inputs import load_ground_truth, load_metadata, load_predictions
 from .metrics import MODES
-from .tables import build_table, segment_diagnostics, summarise, sweep_table, tidy_metrics
+from .tables import build_table, positive_definitions, segment_diagnostics, summarise, sweep_table, tidy_metrics
 from .text import format_evaluation_txt, header_fields
 
 
@@ -42,6 +42,7 @@ class EvaluationResult:
     call_status: pd.DataFrame    # gene, status, n
     sweep: pd.DataFrame          # threshold_sweep.tsv
     summary: dict                # sample counts of the joins
+    definitions: pd.DataFrame = field(default_factory=pd.DataFrame)  # chromosomal genes: per positive definition
     notes: list[str] = field(default_factory=list)
     text: str = ""
     paths: dict[str, Path] = field(default_factory=dict)
@@ -85,21 +86,31 @@ def evaluate(params: Params, modes: dict[str, str] | None = None, write: bool = 
                  if m == "amp"}
     sweep, sweep_notes = sweep_table(table, operating)
     notes += sweep_notes
+    definitions = positive_definitions(table, simulated_gene_truth(params), int(params.seed))
     text = format_evaluation_txt(parts["overall"], parts["by_label"], parts["by_outcome"], parts["by_species"],
                                  parts["by_st"], segments, parts["call_status"], summary, notes,
                                  str(params.tier), int(params.eval_min_group_n),
-                                 header=header_fields(params))
+                                 header=header_fields(params), definitions=definitions)
     result = EvaluationResult(table=table, segments=segments, sweep=sweep, summary=summary, notes=notes,
-                              text=text, **parts)
+                              text=text, definitions=definitions, **parts)
     if write:
         write_text(A.EVALUATION_TXT.path(out_dir), text)
         tidy = tidy_metrics(parts["overall"], parts["by_species"], parts["by_st"], parts["by_label"],
-                            parts["by_outcome"], segments, parts["call_status"])
+                            parts["by_outcome"], segments, parts["call_status"], definitions)
         result.paths = {A.EVALUATION_TXT.name: A.EVALUATION_TXT.path(out_dir),
                         A.EVALUATION_METRICS.name: A.write_table(out_dir, A.EVALUATION_METRICS, tidy, na_rep="NA"),
                         A.THRESHOLD_SWEEP.name: A.write_table(out_dir, A.THRESHOLD_SWEEP, sweep, na_rep="NA",
                                                                float_format="%.6g")}
     return result
+
+
+def simulated_gene_truth(params: Params) -> pd.DataFrame | None:
+    """A simulated tier's ``truth/gene_truth.tsv`` (for reporting only; never read by a call), else None."""
+    sim = params.simulate
+    path = Path(sim["data_dir"]) / "truth" / "gene_truth.tsv" if sim else None
+    if path is None or not path.is_file():
+        return None
+    return pd.read_csv(path, sep="\t", dtype={"sample_id": str, "gene": str, "level": str})
 
 
 def headline_metrics(out_dir: str | Path) -> pd.DataFrame:

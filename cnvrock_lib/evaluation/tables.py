@@ -5,6 +5,7 @@ the tidy metrics table and the threshold sweeps.
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,8 @@ from ..copy_number import CHROM_LABELS, PLASMID_LABELS
 from ..errors import InputError
 from ..reference import read_tsv
 from .inputs import UNKNOWN, GroundTruth
-from .metrics import (OUTCOMES, binary_metrics, labels_from_calls, labels_from_gt, outcomes, threshold_sweep,
-                      value_percentiles)
+from .metrics import (MIN_GROUP_CLASS, OUTCOMES, binary_metrics, labels_from_calls, labels_from_gt, metric_intervals,
+                      outcomes, threshold_sweep, value_percentiles)
 from .text import PERCENTILES
 
 LABEL_ORDER = ("absent", "normal", "present", "amplified", "uncallable")
@@ -100,12 +101,16 @@ def build_table(calls: pd.DataFrame, truth: GroundTruth, meta: pd.DataFrame, hol
     return table, summary, notes
 
 
-def _metrics_rows(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def _metrics_rows(table: pd.DataFrame, keys: list[str], seed: int = 0) -> pd.DataFrame:
+    """:func:`binary_metrics` per group of ``keys`` with 95 % bootstrap intervals of MCC, recall and PPV
+    (seeded per group, so a group's interval does not depend on the others)."""
     rows = []
     for key, group in table.groupby(keys, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         m = binary_metrics(group["gt"].to_numpy(), group["pred"].to_numpy())
-        rows.append({**dict(zip(keys, key)), "mode": group["mode"].iloc[0], **m})
+        rng = np.random.default_rng([seed, zlib.crc32("|".join(map(str, key)).encode())])
+        rows.append({**dict(zip(keys, key)), "mode": group["mode"].iloc[0], **m,
+                     **metric_intervals(m["tp"], m["fp"], m["fn"], m["tn"], rng)})
     return pd.DataFrame(rows)
 
 
@@ -125,6 +130,9 @@ def summarise(table: pd.DataFrame, min_group_n: int) -> dict[str, pd.DataFrame]:
     else:
         by_st = _metrics_rows(with_st, ["ST", "gene"])
         by_st = by_st[by_st["n_eval"] >= min_group_n]
+        # too few of either class: an MCC (and its interval) would be noise
+        small = (by_st["n_pos"] < MIN_GROUP_CLASS) | (by_st["n_eval"] - by_st["n_pos"] < MIN_GROUP_CLASS)
+        by_st.loc[small, ["mcc", "mcc_lo", "mcc_hi"]] = np.nan
         st_size = with_st.groupby("ST")["sample_id"].nunique()
         by_st["_n"] = by_st["ST"].map(st_size)
         by_st["_g"] = by_st["gene"].map({g: i for i, g in enumerate(gene_order)})
@@ -149,6 +157,34 @@ def summarise(table: pd.DataFrame, min_group_n: int) -> dict[str, pd.DataFrame]:
     status = (table.groupby(["gene", "status"], sort=False).size().rename("n").reset_index())
     return {"overall": overall, "by_species": by_species, "by_st": by_st,
             "by_label": pd.DataFrame(label_rows), "by_outcome": pd.DataFrame(outcome_rows), "call_status": status}
+
+
+ASSEMBLY_DEFINITION = "assembly copy count >= 2 (Kleborate ground truth)"
+CHROMOSOMAL_DEFINITION = "chromosomal copies >= 2 (simulator truth; tandem only)"
+
+
+def positive_definitions(table: pd.DataFrame, gene_truth: pd.DataFrame | None, seed: int = 0) -> pd.DataFrame:
+    """The same calls of each chromosomal gene in ``amp`` mode scored against two definitions of a positive.
+
+    ``assembly``: what the ground truth counts (a Kleborate-style assembly copy count >= 2: extra dosage
+    wherever it lies). ``chromosomal``: the true chromosomal copy number >= 2 from a simulated cohort's
+    ``truth/gene_truth.tsv`` (level ``chromosome``), when given — copies elsewhere (plasmid-borne) are
+    negatives there. One row per gene × definition with the metrics and 95 % intervals.
+    """
+    frames = []
+    amp = table[(table["kind"] == "chromosome") & (table["mode"] == "amp")]
+    for gene, g in amp.groupby("gene", sort=False):
+        frames.append(g.assign(definition=ASSEMBLY_DEFINITION))
+        if gene_truth is not None:
+            true_cn = gene_truth[(gene_truth["level"] == "chromosome") & (gene_truth["gene"] == gene)] \
+                .set_index("sample_id")["true_cn"]
+            alt = g[g["sample_id"].isin(true_cn.index)].copy()
+            if len(alt):
+                alt["gt"] = np.where(true_cn.reindex(alt["sample_id"]).to_numpy(dtype=float) >= 2, 1, 0)
+                frames.append(alt.assign(definition=CHROMOSOMAL_DEFINITION))
+    if not frames:
+        return pd.DataFrame(columns=["gene", "definition", "mode", "mcc", "recall", "ppv", "n_eval", "n_pos"])
+    return _metrics_rows(pd.concat(frames, ignore_index=True), ["gene", "definition"], seed)
 
 
 def segment_diagnostics(out_dir: str | Path, samples: list[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -230,11 +266,13 @@ def _segment_metrics(seg_path: Path, samples: list[str], notes: list[str]) -> li
     return rows
 
 
-def tidy_metrics(overall, by_species, by_st, by_label, by_outcome, segments, call_status) -> pd.DataFrame:
+def tidy_metrics(overall, by_species, by_st, by_label, by_outcome, segments, call_status,
+                 definitions: pd.DataFrame | None = None) -> pd.DataFrame:
     """All numbers of ``evaluation.txt`` in long form: ``scope group gene mode metric value``."""
     frames = []
     metric_cols = ["mcc", "fnr", "ppv", "recall", "call_rate", "n", "n_gt", "n_eval", "n_pos", "tp", "fp", "fn",
-                   "tn", "gt_miss", "pred_miss", "delta"]
+                   "tn", "gt_miss", "pred_miss", "delta", "mcc_lo", "mcc_hi", "recall_lo", "recall_hi", "ppv_lo",
+                   "ppv_hi"]
 
     def melt(frame, scope, group_col, cols):
         if frame.empty:
@@ -249,6 +287,8 @@ def tidy_metrics(overall, by_species, by_st, by_label, by_outcome, segments, cal
     melt(overall, "overall", None, metric_cols)
     melt(by_species, "species", "species", metric_cols)
     melt(by_st, "st", "ST", metric_cols)
+    if definitions is not None:
+        melt(definitions, "positive_definition", "definition", metric_cols)
     pct = ["n_samples", "n_values", *[f"p{q}" for q in PERCENTILES]]
     melt(by_label, "value_by_label", "label", pct)
     melt(by_outcome, "value_by_outcome", "outcome", pct)

@@ -108,10 +108,41 @@ def header_fields(params) -> dict:
     return {"generated": generated, "out_dir": str(params.out_path), "sources": sources}
 
 
+INTERVAL_COLUMNS = [("Gene", GENE_W, "<"), ("Mode", MODE_W, "<"), ("MCC [95 % CI]", 18, ">"),
+                    ("Recall [95 % CI]", 18, ">"), ("PPV [95 % CI]", 18, ">")]
+
+
+def _with_interval(row, name: str) -> str:
+    """``0.91 [0.85, 0.95]`` (two decimals), ``N/A`` where undefined."""
+    value = row.get(name, np.nan)
+    if value is None or not np.isfinite(value):
+        return "N/A"
+    return f"{value:.2f} [{row.get(name + '_lo', np.nan):.2f}, {row.get(name + '_hi', np.nan):.2f}]"
+
+
+def interval_rows(overall: pd.DataFrame) -> list[str]:
+    """OVERALL metrics with their 95 % bootstrap intervals (resampling the evaluated samples)."""
+    rows = [[r["gene"], r["mode"], _with_interval(r, "mcc"), _with_interval(r, "recall"), _with_interval(r, "ppv")]
+            for _, r in overall.iterrows()]
+    return _table(INTERVAL_COLUMNS, rows) + ["(percentile bootstrap over the evaluated samples, 2,000 replicates)"]
+
+
+def definition_rows(definitions: pd.DataFrame) -> list[str]:
+    """The same calls against each definition of a positive, labelled."""
+    columns = INTERVAL_COLUMNS[2:] + [("n_pos", COUNT_W, ">"), ("n_eval", COUNT_W + 2, ">")]
+    body = _table(columns, [])
+    for _, r in definitions.iterrows():
+        body.append(f"{r['gene']}: positive = {r['definition']}")
+        body.append(_row(columns, [_with_interval(r, "mcc"), _with_interval(r, "recall"), _with_interval(r, "ppv"),
+                                   str(int(r["n_pos"])), str(int(r["n_eval"]))]))
+    return body
+
+
 def format_evaluation_txt(overall: pd.DataFrame, by_label: pd.DataFrame, by_outcome: pd.DataFrame,
                           by_species: pd.DataFrame, by_st: pd.DataFrame, segments: pd.DataFrame,
                           call_status: pd.DataFrame, summary: dict, notes: list[str], tier: str,
-                          min_group_n: int, header: dict | None = None) -> str:
+                          min_group_n: int, header: dict | None = None,
+                          definitions: pd.DataFrame | None = None) -> str:
     """The fixed-width ``evaluation.txt`` in the original's layout (docs/evaluation.md; golden-file test).
 
     Blocks: GUIDANCE, ``KpSC experiment evaluation`` (``header``: generated, out_dir,
@@ -166,6 +197,9 @@ def format_evaluation_txt(overall: pd.DataFrame, by_label: pd.DataFrame, by_outc
     lines += _block("SEGMENT DIAGNOSTICS", body)
 
     # CNVRock's additions come after the original blocks
+    lines += _block("CNVROCK OVERALL WITH 95 % INTERVALS", interval_rows(overall))
+    if definitions is not None and not definitions.empty:
+        lines += _block("CNVROCK POSITIVE DEFINITIONS (chromosomal genes, amp)", definition_rows(definitions))
     extra = [f"tier {tier}"]
     for key in ("evaluated_samples", "gt_samples", "called_samples", "gt_without_calls", "calls_without_gt",
                 "holdout_ids", "holdout_not_joined", "without_metadata"):

@@ -21,7 +21,7 @@ import torch
 from .. import artefacts as A
 from .. import normalise
 from ..device import resolve_device
-from ..errors import InputError, ParamsError, StageError
+from ..errors import InputError, StageError
 from ..geometry import gene_neighbourhood_bins
 from ..holdout import holdout_mask
 from ..model import ConvVAE
@@ -84,7 +84,7 @@ def train_vae(params: Params, progress: bool | None = None, log: Callable[[str],
                           params.val_fraction, params.seed)
     A.write_table(out, A.SPLIT, pd.DataFrame({"sample_id": store.sample_ids, "split": split.labels(n_samples)}))
     usable = usable_bins(x_np, medians, split.train, params.hmm_low_cov_threshold)
-    fill = None
+    fill = None  # vae_gene_fill acts on the masked neighbourhood: with no padding there is nothing to fill
     if params.vae_gene_mask_padding > 0:
         from ..reference import load_gene_panel
 
@@ -94,9 +94,6 @@ def train_vae(params: Params, progress: bool | None = None, log: Callable[[str],
                                      tuple(neighbourhoods(store.bins, genes, int(params.vae_gene_mask_padding))),
                                      usable.copy())
         usable &= ~gene_neighbourhood_bins(store.bins, genes, int(params.vae_gene_mask_padding))
-    elif params.vae_gene_fill != "none":
-        raise ParamsError(f"vae_gene_fill = {params.vae_gene_fill!r} needs vae_gene_mask_padding > 0 (bp: the "
-                          f"neighbourhood to fill); it is 0")
     if not usable.any():
         raise InputError(f"store {store.path}: no bin has a median training count >= hmm_low_cov_threshold "
                          f"({params.hmm_low_cov_threshold} reads); nothing to learn from")

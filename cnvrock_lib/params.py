@@ -110,9 +110,10 @@ SCHEMA: dict[str, Key] = {
     "conv_strides": Key([8, 4, 4], list, lambda x: len(x) == 3 and all(isinstance(v, int) and v > 0 for v in x), "three positive integers", doc='strides of the three convolutions'),
     "grad_clip": Key(5.0, NUM, _pos, "> 0 (gradient norm)", doc='gradient-norm clip'),
     # bp on each side of every chromosomal panel gene left out of the reconstruction loss, so the
-    # VAE cannot learn a common amplification of the gene as cohort structure (docs/training.md)
-    "vae_gene_mask_padding": Key(0, int, _nonneg, ">= 0 (bp; 0 = off)", doc='leave bins within this many bp of each chromosomal panel gene out of the VAE loss'),
-    "vae_gene_fill": Key("none", str, lambda x: x in ("none", "expected", "observed"), "one of none, expected, observed", doc="expected depth in the masked gene neighbourhoods: the decoder's (none) or the cohort profile scaled to the sample's flank level, taken from its expected or observed depth (docs/training.md)"),
+    # VAE cannot learn a common amplification of the gene as cohort structure; with vae_gene_fill
+    # "expected" these bins are filled from the sample's flank (30 kb + expected: docs/training.md)
+    "vae_gene_mask_padding": Key(30000, int, _nonneg, ">= 0 (bp; 0 = off)", doc='leave bins within this many bp of each chromosomal panel gene out of the VAE loss'),
+    "vae_gene_fill": Key("expected", str, lambda x: x in ("none", "expected", "observed"), "one of none, expected, observed", doc="expected depth in the masked gene neighbourhoods: the decoder's (none) or the cohort profile scaled to the sample's flank level, taken from its expected or observed depth (docs/training.md)"),
     "num_threads": Key(0, int, _nonneg, ">= 0 (0 = all cores)", doc='CPU threads for torch and the HMM kernel'),
     "hmm_em_iterations": Key(0, int, _nonneg, ">= 0 (0 = fixed means)", doc='EM refinement of the state means and noise (0 = the fixed CN set)'),
     "hmm_batch_size": Key(512, int, _pos, "a positive integer (samples per batch)", doc='samples decoded at a time (memory)'),

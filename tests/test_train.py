@@ -16,7 +16,7 @@ import yaml
 
 from cnvrock_lib import geometry, holdout, reference, store, training
 import cnvrock_lib.training.loop  # noqa: F401  (monkeypatched below)
-from cnvrock_lib.errors import InputError, ParamsError
+from cnvrock_lib.errors import InputError
 from cnvrock_lib.params import load_params
 
 N_SAMPLES, N_BINS, N_HOLDOUT = 48, 600, 6
@@ -320,11 +320,13 @@ def test_gene_neighbourhood_is_left_out_of_the_loss_when_asked(cohort, tmp_path)
     near = geometry.gene_neighbourhood_bins(bins, genes, 5_000)
     assert np.flatnonzero(near).tolist() == list(range(295, 307))   # 295,401-306,300 bp, by overlap
     assert not geometry.gene_neighbourhood_bins(bins, genes, 0).any()
-    plain = training.train_vae(make_params(cohort, tmp_path / "plain", epochs=1), progress=False, log=lambda m: None)
+    plain = training.train_vae(make_params(cohort, tmp_path / "plain", epochs=1, vae_gene_mask_padding=0),
+                               progress=False, log=lambda m: None)
     masked = training.train_vae(make_params(cohort, tmp_path / "masked", epochs=1, chrom_gene_coords_path=str(panel),
                                          vae_gene_mask_padding=5_000), progress=False, log=lambda m: None)
     assert masked.summary["n_masked_bins"] == plain.summary["n_masked_bins"] + 12
     assert masked.summary["params_hash"] != plain.summary["params_hash"]
+    assert "gene_fill" not in plain.summary          # no neighbourhood (padding 0): nothing to fill
 
 
 def test_gene_fill_sets_the_neighbourhood_from_the_flank_without_retraining(cohort, tmp_path):
@@ -333,10 +335,8 @@ def test_gene_fill_sets_the_neighbourhood_from_the_flank_without_retraining(coho
     pd.DataFrame({"gene": ["g1"], "contig": ["chr"], "start": [300_401], "end": [301_300]}).to_csv(
         panel, sep="\t", index=False)
     common = {"chrom_gene_coords_path": str(panel), "vae_gene_mask_padding": 12_000}
-    with pytest.raises(ParamsError, match="vae_gene_mask_padding"):
-        training.train_vae(make_params(cohort, tmp_path / "nopad", vae_gene_fill="observed"), progress=False,
-                           log=lambda m: None)
-    masked = training.train_vae(make_params(cohort, tmp_path / "out", **common), progress=False, log=lambda m: None)
+    masked = training.train_vae(make_params(cohort, tmp_path / "out", vae_gene_fill="none", **common),
+                                progress=False, log=lambda m: None)
     decoded = np.load(masked.reconstructions)
     lines = []
     filled = training.train_vae(make_params(cohort, tmp_path / "out", vae_gene_fill="observed", **common),

@@ -17,8 +17,11 @@ amplification private to one sample should *not* be reproduced.
 Input per sample: x = log2(counts / m + 1), m = the sample's robust median depth.
 Loss = reconstruction (masked bins excluded) + β·KL (β warms up) + the auxiliary
 loss chosen by `aux_loss` (`align`: a linear head must predict the sample's regional
-CNV pattern from its latent mean). See `docs/training.md` for the design and the
-ablation."""),
+CNV pattern from its latent mean). Bins within `vae_gene_mask_padding` bp of each
+chromosomal panel gene are left out of the loss too, and their expected depth is the
+cohort profile scaled to the sample's own flank (`vae_gene_fill`), so an amplicon that
+is common in the cohort cannot enter the expected depth. See `docs/training.md` for the
+design and the ablations."""),
     ("param", 'params_path = "../params/demo.yaml"'),
     ("code", 'from cnvrock_lib import report\nprm = report.setup_notebook(params_path, stage="01")'),
     ("md", """## Train
@@ -27,7 +30,7 @@ Hold-out samples (`holdout_ids_path`) are neither trained on nor validated on; a
 validation split drives early stopping (never before the warm-ups end). A rerun with
 the same params resumes from `checkpoint_last.pth`."""),
     ("code", "from cnvrock_lib import training\nfrom cnvrock_lib.plots import training as training_plots\n\n"
-             "result = training.train_vae(prm)\ntrain.summary_table(result.summary)"),
+             "result = training.train_vae(prm)\ntraining.summary_table(result.summary)"),
     ("md", """## Loss curves
 
 Total loss on training and validation samples, each term, and the β and aux-weight

@@ -19,7 +19,7 @@ import torch
 from .. import artefacts as A
 from .. import normalise
 from ..device import resolve_device
-from ..errors import InputError, ParamsError
+from ..errors import InputError
 from ..geometry import gene_neighbourhood_bins
 from ..holdout import holdout_mask
 from ..model import ConvVAE
@@ -75,7 +75,7 @@ def training_data(params: Params, store) -> TrainingData:
     split = split_samples(n_samples, holdout_mask(params.holdout_ids_path, store.sample_ids),
                           params.val_fraction, params.seed)
     usable = usable_bins(x_np, medians, split.train, params.vae_min_bin_median)
-    fill = None
+    fill = None  # vae_gene_fill acts on the masked neighbourhood: with no padding there is nothing to fill
     if params.vae_gene_mask_padding > 0:
         from ..reference import load_gene_panel
 
@@ -85,9 +85,6 @@ def training_data(params: Params, store) -> TrainingData:
                                      tuple(neighbourhoods(store.bins, genes, int(params.vae_gene_mask_padding))),
                                      usable.copy())
         usable &= ~gene_neighbourhood_bins(store.bins, genes, int(params.vae_gene_mask_padding))
-    elif params.vae_gene_fill != "none":
-        raise ParamsError(f"vae_gene_fill = {params.vae_gene_fill!r} needs vae_gene_mask_padding > 0 (bp: the "
-                          f"neighbourhood to fill); it is 0")
     if not usable.any():
         raise InputError(f"store {store.path}: no bin has a median training count >= vae_min_bin_median "
                          f"({params.vae_min_bin_median} reads); nothing to learn from")

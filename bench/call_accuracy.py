@@ -1,6 +1,12 @@
 """Stage-03 calls on simulated cohorts against the simulator's truth (docs/calling.md).
 
 Usage: python bench/call_accuracy.py TIER.yaml [TIER.yaml ...] [--out bench/out/call]
+       python bench/call_accuracy.py --decision DATA_DIR [DATA_DIR ...]
+
+``--decision``: each DATA_DIR is a simulated cohort whose stage-02 artefacts are in
+DATA_DIR/results (:func:`cnvrock_lib.calling.quick.quick_stage_inputs`); the decision layer's
+default, the original rules (fixed + original) and ``mixture`` are scored with
+:func:`cnvrock_lib.truth.decision_scores` (MCC, recall, PPV, interval coverage).
 
 Each tier must be simulated (``truth/gene_truth.tsv`` beside its chromosome
 store) and, for the chromosomal caller, have run stages 01-02 into its
@@ -176,11 +182,40 @@ def docs_tables(table: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+DECISION_VARIANTS = {"default": {}, "original": {"pcn_threshold_method": "fixed", "chrom_call_rule": "original"},
+                     "mixture": {"pcn_threshold_method": "mixture", "chrom_call_rule": "original"}}
+SHV_BIN_SHARE = 0.496   # overlap-weighted share of blaSHV's two 1 kb bins that the gene covers (861 bp)
+
+
+def decision_table(data_dirs: list[str]) -> pd.DataFrame:
+    """Scores of the decision variants on simulated cohorts (stage-02 artefacts in DATA_DIR/results)."""
+    frames = []
+    for data in map(Path, data_dirs):
+        truth = pd.read_csv(data / "truth" / "gene_truth.tsv", sep="\t", dtype={"sample_id": str})
+        samples = pd.read_csv(data / "truth" / "samples.tsv", sep="\t", dtype={"sample_id": str})
+        for name, overrides in DECISION_VARIANTS.items():
+            params = load_params(data / "params.yaml", overrides={"out_dir": str(data / "results"), **overrides})
+            result = calling.stage.call_genes(params, write=False)
+            scores = T.decision_scores(result.gene_calls, result.plasmid_calls, truth, samples, SHV_BIN_SHARE)
+            scores.insert(0, "variant", name)
+            scores.insert(0, "cohort", data.name)
+            frames.append(scores)
+    return pd.concat(frames, ignore_index=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tiers", nargs="+")
     ap.add_argument("--out", default="bench/out/call")
+    ap.add_argument("--decision", action="store_true", help="the arguments are simulated DATA_DIRs (see above)")
     args = ap.parse_args()
+    if args.decision:
+        table = decision_table(args.tiers)
+        write_tsv(Path(args.out) / "decision_scores.tsv", table, float_format="%.4g", na_rep="NA")
+        print(markdown(table.round(3)))
+        print("\nlowest MCC per cohort and variant:\n")
+        print(markdown(table.groupby(["cohort", "variant"]).mcc.min().unstack().round(3).reset_index()))
+        return
     cols = ["tier", "threshold_method", "gene", "level", "mode", "n_callable", "n_pos", "recall", "precision",
             "abs_err_median", "abs_err_median_pos", "interval_coverage", "interval_coverage_carriers"]
     tables = []

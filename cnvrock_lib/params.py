@@ -114,7 +114,8 @@ SCHEMA: dict[str, Key] = {
     "hmm_em_iterations": Key(0, int, _nonneg, ">= 0 (0 = fixed means)", doc='EM refinement of the state means and noise (0 = the fixed CN set)'),
     "hmm_batch_size": Key(512, int, _pos, "a positive integer (samples per batch)", doc='samples decoded at a time (memory)'),
     "bootstrap_replicates": Key(1000, int, _pos, "a positive integer", doc='replicates of the parametric bootstrap behind the 95 % intervals'),
-    "pcn_threshold_method": Key("fixed", str, lambda x: x in ("fixed", "mixture"), "one of fixed, mixture", doc='plasmid absent threshold: fixed (the original) or learned per family (mixture)'),
+    "pcn_threshold_method": Key("cohort_gmm", str, lambda x: x in ("cohort_gmm", "fixed", "mixture"), "one of cohort_gmm, fixed, mixture", doc='plasmid absent call: cohort_gmm (default: backbone-explained carriers plus a threshold learned per family from the cohort), fixed (the original pcn_absent_threshold) or mixture (the earlier learned threshold)'),
+    "chrom_call_rule": Key("cohort_dosage", str, lambda x: x in ("cohort_dosage", "original"), "one of cohort_dosage, original", doc='chromosomal call: cohort_dosage (default: extra dosage when the calibrated 95 % interval excludes the cohort one-copy level) or original (cnv_crr_amp_threshold and HMM support)'),
     "chrom_gene_coords_path": Key(None, OPT_PATH, path="in", doc="chromosomal gene panel; default packaged (blaSHV)"),
     "plasmid_gene_families_path": Key(None, OPT_PATH, path="in", doc="gene families; default packaged"),
     "eval_species": Key(

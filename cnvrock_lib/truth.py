@@ -195,3 +195,65 @@ def truth_metrics(gene_calls: pd.DataFrame, plasmid_calls: pd.DataFrame, gene_tr
                 "interval_coverage_carriers": float(inside[carrier].mean()) if carrier.any() else np.nan,
             })
     return pd.DataFrame(rows)
+
+
+def mcc(truth_pos: np.ndarray, pred_pos: np.ndarray) -> float:
+    """Matthews correlation coefficient of two boolean vectors (NaN when a margin is empty)."""
+    t = np.asarray(truth_pos, bool)
+    p = np.asarray(pred_pos, bool)
+    tp, tn = float((t & p).sum()), float((~t & ~p).sum())
+    fp, fn = float((~t & p).sum()), float((t & ~p).sum())
+    den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return float((tp * tn - fp * fn) / den) if den > 0 else float("nan")
+
+
+def shv_dosage_truth(samples: pd.DataFrame, shv_bin_share: float = 1.0) -> pd.DataFrame:
+    """blaSHV dosage truth per sample from a simulated cohort's ``truth/samples.tsv``.
+
+    Columns: ``sample_id``; ``extra_dosage`` (bool: the majority strain's rounded chromosomal
+    copies plus a plasmid-borne copy count ≥ 2 — what an assembly-based Kleborate count ≥ 2
+    means before tandem collapse and label noise); ``true_dosage`` (copies per chromosome that
+    the blaSHV bins read: population chromosomal CN + ``shv_bin_share`` × plasmid-borne PCN,
+    where ``shv_bin_share`` is the overlap-weighted share of the gene bins that the gene covers).
+    """
+    major = samples["shv_cn_major"].to_numpy(dtype=float)
+    pshv = samples["plasmid_shv_pcn"].to_numpy(dtype=float)
+    count = np.floor(major + 0.5) + (pshv > 0)
+    return pd.DataFrame({"sample_id": samples["sample_id"].astype(str).to_numpy(), "extra_dosage": count >= 2,
+                         "true_dosage": samples["shv_cn"].to_numpy(dtype=float) + shv_bin_share * pshv})
+
+
+def decision_scores(gene_calls: pd.DataFrame, plasmid_calls: pd.DataFrame, gene_truth: pd.DataFrame,
+                    samples: pd.DataFrame, shv_bin_share: float = 1.0, gene: str = "blaSHV") -> pd.DataFrame:
+    """MCC, recall, PPV and 95 % interval coverage of the calls on callable samples (call ≥ 0).
+
+    One row for ``gene`` (chromosomal: extra dosage, call 2, against :func:`shv_dosage_truth`;
+    coverage of ``true_dosage`` by ``crr_lo``–``crr_hi``) and one per plasmid family (presence,
+    call ≥ 1, against ``gene_truth`` family level; coverage of ``true_cn`` by ``pcn_lo``–``pcn_hi``,
+    also over carriers). Columns ``gene level n n_pos tp fp fn mcc recall ppv coverage
+    coverage_carriers``.
+    """
+    rows = []
+
+    def row(name, level, t, p, inside, carrier):
+        tp, fp, fn = int((t & p).sum()), int((~t & p).sum()), int((t & ~p).sum())
+        rows.append({"gene": name, "level": level, "n": int(t.size), "n_pos": int(t.sum()), "tp": tp, "fp": fp,
+                     "fn": fn, "mcc": mcc(t, p), "recall": tp / (tp + fn) if tp + fn else np.nan,
+                     "ppv": tp / (tp + fp) if tp + fp else np.nan,
+                     "coverage": float(inside.mean()) if inside.size else np.nan,
+                     "coverage_carriers": float(inside[carrier].mean()) if carrier.any() else np.nan})
+
+    if len(gene_calls):
+        truth = shv_dosage_truth(samples, shv_bin_share)
+        g = gene_calls[(gene_calls.gene == gene) & (gene_calls.call >= 0)].merge(truth, on="sample_id")
+        inside = ((g.crr_lo <= g.true_dosage) & (g.true_dosage <= g.crr_hi)).to_numpy()
+        row(gene, "chromosome", g.extra_dosage.to_numpy(bool), (g.call == 2).to_numpy(), inside,
+            g.extra_dosage.to_numpy(bool))
+    if len(plasmid_calls):
+        fam = plasmid_calls[(plasmid_calls.level == "family") & (plasmid_calls.call >= 0)].merge(
+            gene_truth[gene_truth.level == "family"][["sample_id", "gene", "true_cn"]], on=["sample_id", "gene"])
+        for name, d in fam.groupby("gene", sort=False):
+            inside = ((d.pcn_lo <= d.true_cn) & (d.true_cn <= d.pcn_hi)).to_numpy()
+            row(name, "family", (d.true_cn > 0).to_numpy(), (d.call >= 1).to_numpy(), inside,
+                (d.true_cn > 0).to_numpy())
+    return pd.DataFrame(rows)

@@ -259,7 +259,7 @@ SAMPLES = ["amp", "del", "normal", "qcfail", "kv", "nometa", "masked", "lowdepth
 
 
 def build_cohort(root: Path, legacy: bool = False, **overrides):
-    """A tiny store + stage 01/02 artefacts + panels + metadata; returns params."""
+    """A tiny store + stage 01/02 artefacts + panels + metadata; returns params (original rules unless overridden)."""
     rng = np.random.default_rng(0)
     bins = make_bins({CHROM: CHROM_LEN})
     n, m = len(SAMPLES), len(bins)
@@ -322,7 +322,9 @@ def build_cohort(root: Path, legacy: bool = False, **overrides):
            "chrom_gene_coords_path": str(root / "chrom.tsv"), "plasmid_gene_coords_path": str(root / "plasmid.tsv"),
            "plasmid_gene_families_path": str(root / "families.tsv"), "kpsc_meta_path": str(root / "meta.tsv"),
            "eval_species": {"geneS": ["Klebsiella pneumoniae", "Klebsiella quasipneumoniae"]},
-           "bootstrap_replicates": 200, "cnv_flank_padding": 50_000}
+           "bootstrap_replicates": 200, "cnv_flank_padding": 50_000,
+           # these 8 constructed samples exercise the original rules (too few to learn from)
+           "pcn_threshold_method": "fixed", "chrom_call_rule": "original"}
     raw.update(overrides)
     params = resolve_params(raw, root)
     # stage 02's sample QC, as segment_cohort writes it

@@ -333,11 +333,11 @@ def _calls(out: Path, ids: list[str]) -> None:
     call = np.array([2 if i % 4 == 0 else 1 for i in range(n)])
     g = pd.DataFrame({"sample_id": ids, "gene": "blaSHV", "call": call, "label": "normal", "crr": 1.0 + call / 2,
                       "crr_lo": 0.9, "crr_hi": 2.5, "confidence": 0.9, "status": "ok", "n_gene_bins": 1,
-                      "n_usable_bins": 1, "species": "Klebsiella pneumoniae"})[GENE_CALL_COLUMNS]
+                      "n_usable_bins": 1, "species": "Klebsiella pneumoniae"}).reindex(columns=GENE_CALL_COLUMNS, fill_value="")
     pcall = np.array([1 if i % 2 == 0 else 0 for i in range(n)])
     p = pd.DataFrame({"sample_id": ids, "gene": "famA", "level": "family", "call": pcall, "label": "present",
                       "pcn": pcall * 2.0, "pcn_lo": 0.0, "pcn_hi": 3.0, "confidence": 0.9, "status": "ok",
-                      "backbone_pcn": 1.0, "absent_threshold": 0.2, "threshold_method": "fixed"})[PLASMID_CALL_COLUMNS]
+                      "backbone_pcn": 1.0, "absent_threshold": 0.2, "threshold_method": "fixed"}).reindex(columns=PLASMID_CALL_COLUMNS, fill_value="")
     g.to_csv(out / "gene_calls.tsv", sep="\t", index=False)
     p.to_csv(out / "plasmid_gene_calls.tsv", sep="\t", index=False)
 

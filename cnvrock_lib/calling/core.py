@@ -16,15 +16,21 @@ import pandas as pd
 from ..geometry import flank_bin_indices, gene_bin_weights
 from ..copy_number import AMP_MIN_STATE, CHROM_LABELS, CN0_STATE, CN_STATES, PLASMID_LABELS
 from ..params import Params
-from .chromosomal import ChromRule, chromosomal_call, crr, state_cover
+from . import decision as D
+from .chromosomal import ChromRule, chromosomal_call, crr, flank_baseline, state_cover
 from .intervals import bootstrap_crr, bootstrap_interval, count_dispersion, poisson_interval
 from .plasmid import PlasmidRegion, backbone_pcn, chromosome_depth_per_bp, pcn, pcn_call_confidence, plasmid_call
 from .thresholds import THRESHOLD_COLUMNS, threshold_table
 
 GENE_CALL_COLUMNS = ["sample_id", "gene", "call", "label", "crr", "crr_lo", "crr_hi", "confidence",
-                     "status", "n_gene_bins", "n_usable_bins", "species"]
+                     "status", "n_gene_bins", "n_usable_bins", "species", "call_rule", "dosage_origin",
+                     "interval_kind"]
 PLASMID_CALL_COLUMNS = ["sample_id", "gene", "level", "call", "label", "pcn", "pcn_lo", "pcn_hi",
-                        "confidence", "status", "backbone_pcn", "absent_threshold", "threshold_method"]
+                        "confidence", "status", "backbone_pcn", "absent_threshold", "threshold_method",
+                        "call_rule", "interval_kind"]
+# interval_kind values: what the 95 % interval accounts for
+CRR_INTERVAL_KIND = "bootstrap+model_error"
+PCN_INTERVAL_KIND = "counting+model_error"
 
 
 @dataclass(frozen=True)
@@ -36,11 +42,12 @@ class ChromConfig:
     bootstrap_replicates: int
     seed: int
     eval_species: dict            # gene -> species for which it is callable
+    call_rule: str = "cohort_dosage"   # chrom_call_rule: cohort_dosage | original
 
     @classmethod
     def from_params(cls, params: Params) -> "ChromConfig":
         return cls(ChromRule.from_params(params), int(params.cnv_flank_padding), int(params.bootstrap_replicates),
-                   int(params.seed), dict(params.eval_species))
+                   int(params.seed), dict(params.eval_species), str(params.chrom_call_rule))
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class PlasmidConfig:
 
     absent_threshold: float       # pcn_absent_threshold (copies), for genes without their own
     amp_threshold: float          # pcn_amp_threshold (copies)
-    threshold_method: str         # fixed | mixture
+    threshold_method: str         # cohort_gmm | fixed | mixture
     min_chrom_depth: float        # samples below this median chromosome depth (reads per bin) are uncallable
 
     @classmethod
@@ -113,25 +120,37 @@ def call_chromosomal(sample_ids: np.ndarray, counts: np.ndarray, bins: np.ndarra
         lo = np.full(n, np.nan)
         hi = np.full(n, np.nan)
         confidence = np.full(n, np.nan)
+        origin = np.full(n, "", dtype=object)
         ok = status == "ok"
         if ok.any():
             rng = np.random.default_rng([config.seed, 3, k])
             phi = count_dispersion(f_ratio[ok], f_count[ok])
             reps = bootstrap_crr(g_ratio[ok], g_count[ok], weights, f_ratio[ok], phi,
                                  config.bootstrap_replicates, rng)
-            lo[ok], hi[ok] = bootstrap_interval(reps)
-            rep_calls = chromosomal_call(reps, n_usable[ok][:, None], amp_cover[ok][:, None],
-                                         absent_cover[ok][:, None], rule)
-            agreement = (rep_calls == call[ok][:, None]).mean(axis=1)
+            b_lo, b_hi = bootstrap_interval(reps)
+            fit = D.fit_dosage(value[ok], b_lo, b_hi)
+            lo[ok], hi[ok] = D.widen_interval(value[ok], b_lo, b_hi, fit.model_error_sd)
             w = np.where(usable[ok], weights[None, :], 0.0)
             mean_post = (w * np.nan_to_num(g_post[ok])).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12)
-            confidence[ok] = agreement * mean_post
+            if config.call_rule == "original":
+                rep_calls = chromosomal_call(reps, n_usable[ok][:, None], amp_cover[ok][:, None],
+                                             absent_cover[ok][:, None], rule)
+                confidence[ok] = (rep_calls == call[ok][:, None]).mean(axis=1) * mean_post
+            else:
+                call[ok] = D.extra_dosage_call(lo[ok], absent_cover[ok], fit, rule.min_cover)
+                confidence[ok] = D.call_side_probability(value[ok], lo[ok], hi[ok], fit, call[ok])
+            edge = flank[(flank >= idx.min() - D.ORIGIN_EDGE_BINS) & (flank <= idx.max() + D.ORIGIN_EDGE_BINS)] \
+                if idx.size else flank[:0]
+            baseline, _ = flank_baseline(f_ratio[ok])
+            origin[ok] = D.dosage_origin(call[ok], value[ok], np.asarray(ratios[:, edge], dtype=np.float64)[ok],
+                                         baseline)
         frames.append(pd.DataFrame({
             "sample_id": sample_ids, "gene": gene.gene, "call": call,
             "label": pd.Series(call).map(CHROM_LABELS).to_numpy(),
             "crr": value, "crr_lo": lo, "crr_hi": hi, "confidence": confidence, "status": status,
             "n_gene_bins": np.full(n, idx.size, dtype=np.int64), "n_usable_bins": n_usable.astype(np.int64),
-            "species": species,
+            "species": species, "call_rule": config.call_rule, "dosage_origin": origin,
+            "interval_kind": CRR_INTERVAL_KIND,
         }))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=GENE_CALL_COLUMNS)
     return _round(table[GENE_CALL_COLUMNS], ["crr", "crr_lo", "crr_hi", "confidence"])
@@ -200,28 +219,44 @@ def call_plasmid(sample_ids: np.ndarray, medians: np.ndarray, dispersion: np.nda
 
     values = {(lvl, name): pcn(c, L, depth_bp) for lvl, name, c, L, _, _ in entries}
     fixed = {(lvl, name): thr for lvl, name, _, _, _, thr in entries}
+    on_bb = {(lvl, name): D.on_backbone(values[(lvl, name)], bb) for lvl, name, _, _, bb, _ in entries}
     thresholds = threshold_table({k: v[callable_] for k, v in values.items()}, fixed,
-                                 config.threshold_method, config.amp_threshold)
+                                 config.threshold_method, config.amp_threshold,
+                                 {k: ~v[callable_] for k, v in on_bb.items()})
     used = {(r.level, r.gene): (r.used_threshold, r.method_used) for r in thresholds.itertuples()}
     amp = config.amp_threshold
     phi = np.ones(n) if dispersion is None else np.asarray(dispersion, dtype=np.float64)
-    frames = []
+    frames, model_sd = [], []
     for lvl, name, counts, length, bb, _ in entries:
         value = values[(lvl, name)]
         thr, method = used[(lvl, name)]
-        call = np.where(callable_, plasmid_call(value, thr, amp), -1).astype(np.int8)
+        call = plasmid_call(value, thr, amp)
+        rule = np.full(n, method, dtype=object)
+        if method == "cohort_gmm":
+            on = on_bb[(lvl, name)]
+            call = np.where(on & (call == 0), 1, call).astype(np.int8)
+            rule = np.where(on, "cohort_gmm:backbone", "cohort_gmm:threshold")
+        call = np.where(callable_, call, -1).astype(np.int8)
         reads_per_copy = length * depth_bp
         c_lo, c_hi = poisson_interval(counts, dispersion=phi)
+        lo, hi = c_lo / reads_per_copy, c_hi / reads_per_copy
+        sd = D.pcn_model_error(value[callable_], lo[callable_], hi[callable_], bb[callable_],
+                               on_bb[(lvl, name)][callable_])
+        model_sd.append(sd)
+        lo, hi = D.widen_interval(value, lo, hi, sd)
+        lo = np.where(call == 0, 0.0, lo)          # an absent call's reads may be cross-talk only
         conf = pcn_call_confidence(counts, reads_per_copy, call, thr, amp, dispersion=phi)
         frames.append(pd.DataFrame({
             "sample_id": sample_ids, "gene": name, "level": lvl, "call": call,
             "label": pd.Series(call).map(PLASMID_LABELS).to_numpy(),
             "pcn": np.where(present, value, np.nan),
-            "pcn_lo": np.where(callable_, c_lo / reads_per_copy, np.nan),
-            "pcn_hi": np.where(callable_, c_hi / reads_per_copy, np.nan),
+            "pcn_lo": np.where(callable_, lo, np.nan),
+            "pcn_hi": np.where(callable_, hi, np.nan),
             "confidence": np.where(callable_, conf, np.nan), "status": status,
             "backbone_pcn": np.where(present, bb, np.nan), "absent_threshold": thr, "threshold_method": method,
+            "call_rule": np.where(callable_, rule, ""), "interval_kind": PCN_INTERVAL_KIND,
         }))
+    thresholds["pcn_model_error_sd"] = model_sd
     table = pd.concat(frames, ignore_index=True)[PLASMID_CALL_COLUMNS]
     return _round(table, ["pcn", "pcn_lo", "pcn_hi", "confidence", "backbone_pcn", "absent_threshold"]), thresholds
 

@@ -1,6 +1,8 @@
-"""Cohort-learned plasmid absent thresholds (SPEC §7.2): a 1-D Gaussian mixture on log10 PCN
-whose two lowest components are split where their weighted densities cross, with the gates
-that decide when the fit is used and the per-family threshold table (``pcn_thresholds.tsv``).
+"""Cohort-learned plasmid absent thresholds (SPEC §7.2): ``mixture``, a 1-D Gaussian mixture on
+log10 PCN whose two lowest components are split where their weighted densities cross, with the
+gates that decide when the fit is used; ``cohort_gmm`` (the default, :func:`fit_cohort_threshold`),
+which models the non-carrier background explicitly; and the per-family threshold table
+(``pcn_thresholds.tsv``).
 
 Units: PCN is copies per chromosome; the mixture works in log10 PCN.
 """
@@ -22,9 +24,13 @@ MIXTURE_MIN_DELTA_BIC = 10.0
 MIXTURE_MIN_ASHMAN_D = 2.0
 MIXTURE_MIN_WEIGHT = 0.005
 
-THRESHOLD_COLUMNS = ["level", "gene", "fixed_threshold", "mixture_threshold", "used_threshold", "method_used",
-                     "fallback_reason", "n_samples", "n_fit", "n_components", "n_high", "weight_low", "weight_high", "mean_low",
-                     "mean_high", "sd_low", "sd_high", "delta_bic", "ashman_d", "converged"]
+THRESHOLD_COLUMNS = ["level", "gene", "fixed_threshold", "mixture_threshold", "cohort_threshold", "used_threshold",
+                     "method_used", "fallback_reason", "n_samples", "n_fit", "n_components", "n_high", "weight_low",
+                     "weight_high", "mean_low", "mean_high", "sd_low", "sd_high", "delta_bic", "ashman_d", "converged",
+                     "n_on_backbone", "cohort_n_samples", "cohort_n_fit", "cohort_n_components",
+                     "cohort_n_carrier_components", "cohort_background_pcn", "cohort_background_sd",
+                     "cohort_carrier_pcn", "cohort_carrier_weight", "cohort_ashman_d", "cohort_delta_bic",
+                     "cohort_rule", "pcn_model_error_sd"]
 
 
 @dataclass
@@ -179,22 +185,129 @@ def fit_mixture_threshold(pcn_values: np.ndarray, amp_threshold: float = 1.5) ->
 
 
 def threshold_table(pcn_by_name: dict[tuple[str, str], np.ndarray], fixed: dict[tuple[str, str], float],
-                     method: str, amp_threshold: float) -> pd.DataFrame:
+                    method: str, amp_threshold: float,
+                    off_backbone: dict[tuple[str, str], np.ndarray] | None = None) -> pd.DataFrame:
+    """The ``pcn_thresholds.tsv`` table: per member and family, the fixed, mixture and cohort_gmm
+    thresholds (copies), the one ``method`` uses, and the fits' diagnostics.
+
+    Parameters
+    ----------
+    pcn_by_name : (level, name) -> PCN of the callable samples.
+    fixed : (level, name) -> fixed absent threshold (copies).
+    method : cohort_gmm | fixed | mixture.
+    amp_threshold : pcn_amp_threshold (copies).
+    off_backbone : (level, name) -> bool over the same samples, True where no carried backbone
+        explains the PCN (the values cohort_gmm fits); None: all samples.
+    """
     rows = []
     fits: dict[bytes, MixtureFit] = {}   # a one-member family has its member's values: fit once
     for (level, name), values in pcn_by_name.items():
-        key = np.asarray(values, dtype=np.float64).tobytes()
+        values = np.asarray(values, dtype=np.float64)
+        key = values.tobytes()
         if key not in fits:
             fits[key] = fit_mixture_threshold(values, amp_threshold=amp_threshold)
         fit = fits[key]
+        off = np.ones(values.size, bool) if off_backbone is None else np.asarray(off_backbone[(level, name)], bool)
+        cohort = fit_cohort_threshold(values[off])
         use_mixture = method == "mixture" and np.isfinite(fit.threshold)
+        if method == "cohort_gmm":
+            used, how = cohort.threshold, "cohort_gmm"
+        else:
+            used, how = (fit.threshold, "mixture") if use_mixture else (fixed[(level, name)], "fixed")
         d = fit.as_dict()
         d.pop("threshold")
         d.pop("fallback_reason")
+        c = {f"cohort_{k}": v for k, v in cohort.as_dict().items() if k != "threshold"}
         rows.append({"level": level, "gene": name, "fixed_threshold": fixed[(level, name)],
-                     "mixture_threshold": fit.threshold,
-                     "used_threshold": fit.threshold if use_mixture else fixed[(level, name)],
-                     "method_used": "mixture" if use_mixture else "fixed",
-                     "fallback_reason": fit.fallback_reason, **d})
-    frame = pd.DataFrame(rows, columns=THRESHOLD_COLUMNS)
-    return frame
+                     "mixture_threshold": fit.threshold, "cohort_threshold": cohort.threshold,
+                     "used_threshold": used, "method_used": how, "fallback_reason": fit.fallback_reason,
+                     "n_on_backbone": int((~off).sum()), **d, **c})
+    return pd.DataFrame(rows, columns=THRESHOLD_COLUMNS)
+
+
+# ----------------------------------------------------------------------------- cohort_gmm
+# The default absent threshold (pcn_threshold_method: cohort_gmm), see fit_cohort_threshold.
+COHORT_ZERO = 0.02          # copies: below this a sample's PCN is the zero spike (stray reads only)
+COHORT_OFFSET = 0.01        # copies added before log10, so that single stray reads stay finite
+COHORT_MAX_K = 3
+COHORT_CARRIER_MIN = 0.5    # copies: a carrier group's mean is at least this
+COHORT_MIN_D = 2.0          # Ashman's D between a carrier group and the background component
+COHORT_TAIL_SD = 3.0        # robust upper bound of the non-zero values: median + this many robust sd (log10)
+COHORT_MIN_SD = 0.05        # floor of that robust sd (log10 units)
+COHORT_MIN_FIT = 10         # fewer non-zero values: the threshold is COHORT_FEW_THRESHOLD
+COHORT_FEW_THRESHOLD = 0.25
+COHORT_REG_COVAR = 1e-3
+
+
+@dataclass
+class CohortFit:
+    """The cohort_gmm fit of one family or member's off-plasmid samples: threshold and diagnostics."""
+
+    threshold: float            # PCN (copies)
+    n_samples: int              # finite PCN values offered
+    n_fit: int                  # values >= COHORT_ZERO that were fitted
+    n_components: int           # k chosen by BIC (0: not fitted)
+    n_carrier_components: int   # components counted as carriers
+    background_pcn: float       # PCN (copies) at the background component's mean
+    background_sd: float        # its sd (log10 units)
+    carrier_pcn: float          # PCN at the lowest carrier component's mean (NaN without one)
+    carrier_weight: float       # share of the fitted values in carrier components
+    ashman_d: float             # separation of the lowest carrier component from the background
+    delta_bic: float            # BIC(1 component) − BIC(chosen)
+    rule: str                   # carrier_posterior | background_tail | few_values
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def fit_cohort_threshold(pcn_values: np.ndarray) -> CohortFit:
+    """Absent threshold of the samples that no plasmid backbone explains, learned from the cohort alone.
+
+    The non-carrier background is modelled explicitly: a zero spike (PCN < ``COHORT_ZERO``,
+    absent under any threshold) and cross-talk, the lowest component of a 1-D Gaussian mixture
+    (k = 1..``COHORT_MAX_K`` by BIC) on log10(PCN + ``COHORT_OFFSET``) of the other values.
+    A higher component is a carrier group when its mean is at least ``COHORT_CARRIER_MIN``
+    copies and it is separated from the background (Ashman's D ≥ ``COHORT_MIN_D``); the
+    threshold is then the lowest PCN from which the carriers' summed posterior stays ≥ 0.5
+    (``rule`` carrier_posterior). Without a carrier group the threshold is the background's
+    upper bound, mean + ``COHORT_TAIL_SD`` sd (background_tail); with fewer than
+    ``COHORT_MIN_FIT`` values it is ``COHORT_FEW_THRESHOLD`` (few_values). Deterministic.
+
+    Parameters
+    ----------
+    pcn_values : PCN (copies per chromosome); NaN ignored.
+    """
+    v = np.asarray(pcn_values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    nan = float("nan")
+    fitted = v[v >= COHORT_ZERO]
+    if fitted.size < COHORT_MIN_FIT or np.ptp(fitted) < 1e-9:
+        return CohortFit(COHORT_FEW_THRESHOLD, int(v.size), int(fitted.size), 0, 0, nan, nan, nan, 0.0, nan, nan,
+                         "few_values")
+    x = np.log10(fitted + COHORT_OFFSET)
+    models = {k: _fit_gmm_1d(x, k, COHORT_REG_COVAR) for k in range(1, min(COHORT_MAX_K, x.size // 5) + 1)}
+    bic = {k: float(m.bic(x.size)) for k, m in models.items()}
+    k = min(bic, key=bic.get)
+    model = models[k]
+    order = np.argsort(model.means)
+    w, m, s = model.weights[order], model.means[order], model.sds[order]
+    d = np.sqrt(2.0) * (m - m[0]) / np.sqrt(s ** 2 + s[0] ** 2)
+    carrier = (np.arange(k) > 0) & (m >= np.log10(COHORT_CARRIER_MIN + COHORT_OFFSET)) & (d >= COHORT_MIN_D)
+    # the background is every component below the lowest carrier group
+    first = int(np.argmax(carrier)) if carrier.any() else k
+    bg = np.arange(k) < first
+    top_bg = int(np.flatnonzero(bg)[-1])
+    to_pcn = lambda lx: float(max(10 ** lx - COHORT_OFFSET, 0.0))  # noqa: E731
+    centre = float(np.median(x))
+    tail = to_pcn(centre + COHORT_TAIL_SD * max(1.4826 * float(np.median(np.abs(x - centre))), COHORT_MIN_SD))
+    if not carrier.any():
+        return CohortFit(tail, int(v.size), int(fitted.size), k, 0, to_pcn(m[top_bg]), float(s[top_bg]), nan,
+                         0.0, nan, bic[1] - bic[k], "background_tail")
+    grid = np.linspace(m[0], m[carrier].max(), 2001)
+    dens = w[None, :] * np.exp(-0.5 * ((grid[:, None] - m) / s) ** 2) / s
+    post = dens[:, carrier].sum(axis=1) / np.maximum(dens.sum(axis=1), 1e-300)
+    below = np.flatnonzero(post < 0.5)
+    cut = to_pcn(grid[min(below[-1] + 1, grid.size - 1)] if below.size else grid[0])
+    return CohortFit(max(cut, tail), int(v.size), int(fitted.size), k, int(carrier.sum()), to_pcn(m[top_bg]),
+                     float(s[top_bg]), to_pcn(m[first]), float(w[carrier].sum()), float(d[first]),
+                     bic[1] - bic[k], "carrier_posterior" if cut >= tail else "background_tail")

@@ -69,7 +69,7 @@ SCHEMA: dict[str, Key] = {
     "kpsc_meta_path": Key(None, OPT_PATH, path="in", doc="metadata TSV (Species, ST)"),
     # --- plasmid genes ---
     "plasmid_gene_coords_path": Key(None, OPT_PATH, path="in", doc="plasmid gene panel; default packaged"),
-    "pcn_absent_threshold": Key(0.20, NUM, _nonneg, ">= 0 (copies per chromosome)", doc="plasmid gene absent below this PCN unless the panel's absent_threshold column says otherwise"),
+    "pcn_absent_threshold": Key(0.20, NUM, _nonneg, ">= 0 (copies per chromosome)", doc="plasmid gene absent below this PCN unless the panel's absent_threshold column says otherwise (pcn_threshold_method: fixed, and mixture fallbacks)"),
     "pcn_amp_threshold": Key(1.50, NUM, _pos, "> 0 (copies per chromosome)", doc='plasmid gene amplified at or above this PCN'),
     # --- VAE ---
     "latent_dim": Key(10, int, _pos, "a positive integer", doc='VAE latent dimensions'),
@@ -88,7 +88,7 @@ SCHEMA: dict[str, Key] = {
     "cnv_min_cn1_proportion": Key(0.55, NUM, _frac, "between 0 and 1", doc='sample QC: share of usable bins confidently in CN 1 needed to call a sample'),
     "cnv_min_confidence": Key(0.50, NUM, _frac, "between 0 and 1", doc='posterior that counts as confident for the QC share'),
     "cnv_flank_padding": Key(100000, int, _pos, "a positive integer (bp)", doc='local flank of a chromosomal gene: bins within this many bp, gene bins excluded'),
-    "cnv_crr_amp_threshold": Key(1.75, NUM, _pos, "> 0 (copy ratio)", doc='chromosomal gene amplified at or above this CRR'),
+    "cnv_crr_amp_threshold": Key(1.75, NUM, _pos, "> 0 (copy ratio)", doc='chromosomal gene amplified at or above this CRR (chrom_call_rule: original only)'),
     "cnv_crr_gate_threshold": Key(1.75, NUM, _pos, "> 0 (copy ratio)", doc='CRR needed beside HMM support for genes with enough bins'),
     "cnv_crr_min_bins_fallback": Key(3, int, _pos, "a positive integer (bins)", doc='genes with at least this many usable bins also need HMM support to be amplified'),
     "cnv_min_gene_coverage_fraction": Key(0.50, NUM, _frac, "between 0 and 1", doc='share of gene bins the HMM state must cover (gain or CN 0)'),
@@ -115,7 +115,7 @@ SCHEMA: dict[str, Key] = {
     "hmm_batch_size": Key(512, int, _pos, "a positive integer (samples per batch)", doc='samples decoded at a time (memory)'),
     "bootstrap_replicates": Key(1000, int, _pos, "a positive integer", doc='replicates of the parametric bootstrap behind the 95 % intervals'),
     "pcn_threshold_method": Key("cohort_gmm", str, lambda x: x in ("cohort_gmm", "fixed", "mixture"), "one of cohort_gmm, fixed, mixture", doc='plasmid absent call: cohort_gmm (default: backbone-explained carriers plus a threshold learned per family from the cohort), fixed (the original pcn_absent_threshold) or mixture (the earlier learned threshold)'),
-    "chrom_call_rule": Key("cohort_dosage", str, lambda x: x in ("cohort_dosage", "original"), "one of cohort_dosage, original", doc='chromosomal call: cohort_dosage (default: extra dosage when the calibrated 95 % interval excludes the cohort one-copy level) or original (cnv_crr_amp_threshold and HMM support)'),
+    "chrom_call_rule": Key("cohort_dosage", str, lambda x: x in ("cohort_dosage", "original"), "one of cohort_dosage, original", doc='chromosomal call: cohort_dosage (default: extra dosage when the CRR lies above the cohort one-copy level by a z learned from the cohort size, with calibrated intervals) or original (cnv_crr_amp_threshold and HMM support)'),
     "chrom_gene_coords_path": Key(None, OPT_PATH, path="in", doc="chromosomal gene panel; default packaged (blaSHV)"),
     "plasmid_gene_families_path": Key(None, OPT_PATH, path="in", doc="gene families; default packaged"),
     "eval_species": Key(

@@ -73,7 +73,7 @@ def test_accuracy_floor_and_the_original_rules_fall_below_it(sim):
     default = _calls(data, out)
     assert set(default.gene_calls.call_rule) == {"cohort_dosage"}
     assert set(default.plasmid_calls[default.plasmid_calls.status == "ok"].call_rule) <= \
-        {"cohort_gmm:backbone", "cohort_gmm:threshold"}
+        {"cohort_gmm:backbone", "cohort_gmm:threshold", "cohort_gmm:crosstalk"}
     lowest, scores = _lowest_mcc(default, data)
     assert lowest >= FLOOR, scores.to_string()
     original = _calls(data, out, pcn_threshold_method="fixed", chrom_call_rule="original")
@@ -128,7 +128,7 @@ def test_calibrated_interval_covers_dosage_on_autocorrelated_flanks():
     assert boot_cover < 0.85
     assert 0.92 <= cover <= 0.98
     assert 0.95 <= fit.one_copy_level <= 1.05
-    calls = D.extra_dosage_call(lo, np.zeros(n), fit, 0.5)
+    calls = D.extra_dosage_call(value, lo, np.zeros(n), fit, 0.5)
     assert T.mcc(true >= 2, calls == 2) > 0.9
 
 
@@ -156,3 +156,23 @@ def test_on_backbone_needs_the_backbone_and_a_matching_gene_pcn():
     pcn = np.array([2.0, 0.4, 2.0, np.nan])
     bb = np.array([2.2, 2.2, 0.0, 2.0])
     assert D.on_backbone(pcn, bb).tolist() == [True, False, False, False]
+
+
+def test_crosstalk_model_separates_carriers_inside_the_background():
+    """Non-carriers read 0.3 copies per element copy carried elsewhere (0-12 copies), which an
+    element bin elsewhere in the store shows; carriers at 0.6-3 copies lie inside that background,
+    so no PCN threshold separates them, but the residual of the cross-talk model does."""
+    rng = np.random.default_rng(8)
+    n = 400
+    elements = rng.gamma(1.5, 2.0, n)
+    carrier = rng.random(n) < 0.1
+    pcn = 0.3 * elements * np.exp(rng.normal(0, 0.05, n)) + np.where(carrier, rng.uniform(0.6, 3.0, n), 0.0)
+    excess = np.column_stack([rng.normal(0, 0.05, (n, 5)), 0.5 * elements + rng.normal(0, 0.05, n)])
+    fit, res = D.fit_crosstalk(pcn, excess, np.arange(6))
+    assert fit.credible and fit.bins[0] == 5
+    hits = D.crosstalk_carriers(pcn, res, fit, 0.5)
+    best_threshold = max(np.nan_to_num(T.mcc(carrier, pcn >= c), nan=-1.0) for c in np.unique(pcn))
+    assert best_threshold < 0.75 < T.mcc(carrier, hits)
+    # an element bin that says nothing about the gene: no model
+    fit, _ = D.fit_crosstalk(pcn, excess[:, :5], np.arange(5))
+    assert not fit.credible

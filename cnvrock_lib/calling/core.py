@@ -19,8 +19,9 @@ from ..params import Params
 from . import decision as D
 from .chromosomal import ChromRule, chromosomal_call, crr, flank_baseline, state_cover
 from .intervals import bootstrap_crr, bootstrap_interval, count_dispersion, poisson_interval
-from .plasmid import PlasmidRegion, backbone_pcn, chromosome_depth_per_bp, pcn, pcn_call_confidence, plasmid_call
-from .thresholds import THRESHOLD_COLUMNS, threshold_table
+from .plasmid import (MIN_BACKBONE_BIN_BP, PlasmidRegion, backbone_pcn, chromosome_depth_per_bp, pcn,
+                      pcn_call_confidence, plasmid_call)
+from .thresholds import COHORT_CARRIER_MIN, THRESHOLD_COLUMNS, threshold_table
 
 GENE_CALL_COLUMNS = ["sample_id", "gene", "call", "label", "crr", "crr_lo", "crr_hi", "confidence",
                      "status", "n_gene_bins", "n_usable_bins", "species", "call_rule", "dosage_origin",
@@ -137,7 +138,7 @@ def call_chromosomal(sample_ids: np.ndarray, counts: np.ndarray, bins: np.ndarra
                                              absent_cover[ok][:, None], rule)
                 confidence[ok] = (rep_calls == call[ok][:, None]).mean(axis=1) * mean_post
             else:
-                call[ok] = D.extra_dosage_call(lo[ok], absent_cover[ok], fit, rule.min_cover)
+                call[ok] = D.extra_dosage_call(value[ok], lo[ok], absent_cover[ok], fit, rule.min_cover)
                 confidence[ok] = D.call_side_probability(value[ok], lo[ok], hi[ok], fit, call[ok])
             edge = flank[(flank >= idx.min() - D.ORIGIN_EDGE_BINS) & (flank <= idx.max() + D.ORIGIN_EDGE_BINS)] \
                 if idx.size else flank[:0]
@@ -226,7 +227,14 @@ def call_plasmid(sample_ids: np.ndarray, medians: np.ndarray, dispersion: np.nda
     used = {(r.level, r.gene): (r.used_threshold, r.method_used) for r in thresholds.itertuples()}
     amp = config.amp_threshold
     phi = np.ones(n) if dispersion is None else np.asarray(dispersion, dtype=np.float64)
-    frames, model_sd = [], []
+    frames, model_sd, crosstalk = [], [], []
+    excess = candidates = None
+    if config.threshold_method == "cohort_gmm" and inputs.contig_columns:
+        excess = D.element_excess(inputs.counts, inputs.bin_lengths, depth_bp, inputs.contig_columns)
+        in_gene = np.zeros(excess.shape[1], dtype=bool)
+        for r in regions.values():
+            in_gene[r.columns] = True
+        candidates = np.flatnonzero(~in_gene & (np.asarray(inputs.bin_lengths) >= MIN_BACKBONE_BIN_BP))
     for lvl, name, counts, length, bb, _ in entries:
         value = values[(lvl, name)]
         thr, method = used[(lvl, name)]
@@ -234,8 +242,18 @@ def call_plasmid(sample_ids: np.ndarray, medians: np.ndarray, dispersion: np.nda
         rule = np.full(n, method, dtype=object)
         if method == "cohort_gmm":
             on = on_bb[(lvl, name)]
+            rule = np.where(on, "cohort_gmm:backbone", "cohort_gmm:threshold").astype(object)
+            off = callable_ & ~on
+            fit = None
+            if excess is not None:
+                fit, res = D.fit_crosstalk(np.where(off, value, np.nan), excess, candidates)
+                extra = off & D.crosstalk_carriers(value, res, fit, COHORT_CARRIER_MIN) & (call == 0)
+                rule = np.where(extra, "cohort_gmm:crosstalk", rule)
+                on = on | extra
+            crosstalk.append(fit)
             call = np.where(on & (call == 0), 1, call).astype(np.int8)
-            rule = np.where(on, "cohort_gmm:backbone", "cohort_gmm:threshold")
+        else:
+            crosstalk.append(None)
         call = np.where(callable_, call, -1).astype(np.int8)
         reads_per_copy = length * depth_bp
         c_lo, c_hi = poisson_interval(counts, dispersion=phi)
@@ -257,6 +275,12 @@ def call_plasmid(sample_ids: np.ndarray, medians: np.ndarray, dispersion: np.nda
             "call_rule": np.where(callable_, rule, ""), "interval_kind": PCN_INTERVAL_KIND,
         }))
     thresholds["pcn_model_error_sd"] = model_sd
+    thresholds["crosstalk_credible"] = [bool(f.credible) if f else False for f in crosstalk]
+    thresholds["crosstalk_bins"] = [",".join(map(str, f.bins)) if f else "" for f in crosstalk]
+    thresholds["crosstalk_corr"] = [f.corr if f else np.nan for f in crosstalk]
+    thresholds["crosstalk_residual_sd"] = [f.residual_sd if f else np.nan for f in crosstalk]
+    thresholds["crosstalk_threshold"] = [f.threshold if f else np.nan for f in crosstalk]
+    thresholds["n_crosstalk_carriers"] = [int((t.call_rule == "cohort_gmm:crosstalk").sum()) for t in frames]
     table = pd.concat(frames, ignore_index=True)[PLASMID_CALL_COLUMNS]
     return _round(table, ["pcn", "pcn_lo", "pcn_hi", "confidence", "backbone_pcn", "absent_threshold"]), thresholds
 

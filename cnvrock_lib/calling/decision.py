@@ -88,23 +88,38 @@ class DosageFit:
 
     one_copy_level: float       # copies: median CRR of the callable samples
     model_error_sd: float       # log units, added to every interval
+    z_cut: float                # one-sided z above the one-copy level that calls extra dosage
 
 
 def fit_dosage(crr_value: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> DosageFit:
-    """Learn the one-copy level and the model-error sd from the callable samples' CRR and intervals."""
+    """Learn the one-copy level, the model-error sd and the cut from the callable samples.
+
+    The cut z is where a one-copy sample is expected to be called extra dosage at most once in
+    the cohort: Φ⁻¹(1 − 1/n), at least 1.96 (n = callable samples).
+    """
+    from scipy.stats import norm
+
     v = np.asarray(crr_value, dtype=np.float64)
     ok = np.isfinite(v)
     level = float(np.median(v[ok])) if ok.any() else 1.0
-    return DosageFit(level, model_error_sd(v[ok], np.asarray(lo)[ok], np.asarray(hi)[ok]))
+    z_cut = float(max(Z95, norm.ppf(1.0 - 1.0 / max(int(ok.sum()), 2))))
+    return DosageFit(level, model_error_sd(v[ok], np.asarray(lo)[ok], np.asarray(hi)[ok]), z_cut)
 
 
-def extra_dosage_call(lo_calibrated: np.ndarray, absent_cover: np.ndarray, fit: DosageFit,
+def dosage_z(value: np.ndarray, lo_calibrated: np.ndarray, fit: DosageFit) -> np.ndarray:
+    """One-sided z of log(CRR / one-copy level), with the sd of the calibrated interval's lower side."""
+    sd = np.maximum((_log(value) - _log(lo_calibrated)) / Z95, 1e-6)
+    return (_log(value) - np.log(max(fit.one_copy_level, LOG_FLOOR))) / sd
+
+
+def extra_dosage_call(value: np.ndarray, lo_calibrated: np.ndarray, absent_cover: np.ndarray, fit: DosageFit,
                       min_cover: float) -> np.ndarray:
-    """Calls of the cohort_dosage rule: 2 extra dosage (calibrated lower bound above the one-copy
-    level), 0 absent (CN-0 HMM states cover ≥ ``min_cover``), else 1; −1 where the bound is NaN. int8."""
+    """Calls of the cohort_dosage rule: 2 extra dosage (:func:`dosage_z` ≥ ``fit.z_cut``), 0 absent
+    (CN-0 HMM states cover ≥ ``min_cover``), else 1; −1 where the value or bound is NaN. int8."""
     lo = np.asarray(lo_calibrated, dtype=np.float64)
-    call = np.where(lo > fit.one_copy_level, 2, np.where(np.asarray(absent_cover) >= min_cover, 0, 1))
-    return np.where(np.isfinite(lo), call, -1).astype(np.int8)
+    z = dosage_z(value, lo, fit)
+    call = np.where(z >= fit.z_cut, 2, np.where(np.asarray(absent_cover) >= min_cover, 0, 1))
+    return np.where(np.isfinite(lo) & np.isfinite(np.asarray(value, dtype=np.float64)), call, -1).astype(np.int8)
 
 
 def dosage_origin(call: np.ndarray, crr_value: np.ndarray, edge_ratios: np.ndarray, baseline: np.ndarray) -> np.ndarray:
@@ -156,3 +171,133 @@ def call_side_probability(value: np.ndarray, lo: np.ndarray, hi: np.ndarray, fit
     sd = np.maximum((_log(hi) - _log(lo)) / (2 * Z95), 1e-6)
     z = (_log(value) - np.log(max(fit.one_copy_level, LOG_FLOOR))) / sd
     return np.where(np.asarray(call) == 2, norm.cdf(z), norm.cdf(-z))
+
+
+# ----------------------------------------------------------------------------- cross-talk model
+CROSSTALK_MIN_CORR = 0.7      # Spearman correlation the best element bin needs with the gene's PCN
+CROSSTALK_SD_SHARE = 0.5      # residual robust sd at most this share of the PCN's robust sd
+CROSSTALK_N_BINS = 3          # at most this many element bins predict a gene's cross-talk (forward selection)
+CROSSTALK_NEXT_CORR = 0.3     # a further bin needs this Spearman correlation with what is still unexplained
+CROSSTALK_RES_SD = 4.0        # carriers: residual above its median + this many robust sd ...
+CROSSTALK_MIN_RES = 0.15      # ... and at least this many copies (off-panel alleles map at 15-80 %)
+CROSSTALK_MIN_BINS = 10       # fewer off-backbone samples or candidate bins: no model
+HUBER_K = 1.345
+
+
+def element_excess(counts: np.ndarray, bin_lengths: np.ndarray, depth_bp: np.ndarray,
+                   contig_columns: dict[str, np.ndarray], min_bp: int = 500) -> np.ndarray:
+    """Per plasmid-store bin, its depth (copies per chromosome) above its contig's backbone.
+
+    A bin holding a mobile element reads the element's copies carried anywhere (MAPQ-0 reads
+    spread over every reference copy) on top of its own plasmid's copies; subtracting the
+    contig's median bin depth (bins ≥ ``min_bp`` long) leaves that element signal, which
+    carrying the plasmid itself does not change. Returns float32 (n_samples, n_bins).
+    """
+    lengths = np.asarray(bin_lengths, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.asarray(counts, dtype=np.float64) / np.maximum(lengths, 1.0)[None, :] \
+            / np.asarray(depth_bp, dtype=np.float64)[:, None]
+    out = np.zeros_like(y, dtype=np.float32)
+    for cols in contig_columns.values():
+        keep = cols[lengths[cols] >= min_bp]
+        if keep.size == 0:
+            continue
+        out[:, cols] = y[:, cols] - np.median(y[:, keep], axis=1)[:, None]
+    return out
+
+
+@dataclass(frozen=True)
+class CrossTalkFit:
+    """A gene's cross-talk explained by element bins: PCN ≈ b0 + Σ b_j · excess_j (robust fit)."""
+
+    bins: tuple                 # store columns used as predictors
+    coef: tuple                 # intercept, then one coefficient per bin (copies per copy)
+    corr: float                 # Spearman correlation of the best bin with the gene's PCN
+    residual_sd: float          # robust sd of the residuals (copies)
+    pcn_sd: float               # robust sd of the PCN (copies)
+    threshold: float            # residual (copies) a carrier needs
+    credible: bool              # the model is used (corr and residual sd pass)
+
+
+def _huber(x: np.ndarray, y: np.ndarray, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Huber regression of ``y`` on ``x`` by iteratively reweighted least squares: (coef, residuals)."""
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    for _ in range(iterations):
+        res = y - x @ coef
+        s = max(_robust_sd(res), 1e-6)
+        w = np.sqrt(np.minimum(1.0, HUBER_K * s / np.maximum(np.abs(res), 1e-12)))
+        coef = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)[0]
+    return coef, y - x @ coef
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(x, axis=0)
+
+
+def fit_crosstalk(pcn_value: np.ndarray, excess: np.ndarray, candidates: np.ndarray) -> tuple[CrossTalkFit, np.ndarray]:
+    """Fit the cross-talk of one gene over samples whose PCN no backbone explains.
+
+    The candidate bin whose excess (:func:`element_excess`) correlates best (Spearman) with the
+    PCN is the first predictor of a Huber regression (IRLS); further bins (up to
+    ``CROSSTALK_N_BINS``) are added while one correlates ≥ ``CROSSTALK_NEXT_CORR`` with the
+    residuals. The model is credible
+    when the best correlation is ≥ ``CROSSTALK_MIN_CORR`` and the residuals' robust sd is at most
+    ``CROSSTALK_SD_SHARE`` of the PCN's. Returns the fit and the residuals (copies; NaN where the
+    PCN is NaN).
+    """
+    v = np.asarray(pcn_value, dtype=np.float64)
+    ok = np.isfinite(v)
+    nan = float("nan")
+    none = CrossTalkFit((), (), nan, nan, nan, nan, False)
+    cand = np.asarray(candidates, dtype=np.int64)
+    if ok.sum() < CROSSTALK_MIN_BINS or cand.size == 0:
+        return none, np.full(v.size, nan)
+    e = np.asarray(excess[:, cand], dtype=np.float64)[ok]
+    re = _ranks(e)
+    re_c = re - re.mean(axis=0)
+    re_norm = np.sqrt((re_c ** 2).sum(axis=0))
+
+    def spearman(target: np.ndarray) -> np.ndarray:
+        rt = _ranks(target)
+        rt_c = rt - rt.mean()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = (re_c * rt_c[:, None]).sum(axis=0) / (re_norm * np.sqrt((rt_c ** 2).sum()))
+        return np.nan_to_num(c, nan=-1.0)
+
+    corr = spearman(v[ok])
+    top = [int(np.argmax(corr))]
+    coef, res = _huber(np.column_stack([np.ones(int(ok.sum())), e[:, top]]), v[ok])
+    # forward selection: each further bin is the one that best predicts what is still unexplained
+    # (a gene bin holds up to CROSSTALK_N_BINS flank elements; two bins of one element add nothing)
+    while len(top) < CROSSTALK_N_BINS:
+        c = spearman(res)
+        c[top] = -1.0
+        nxt = int(np.argmax(c))
+        if c[nxt] < CROSSTALK_NEXT_CORR:
+            break
+        top.append(nxt)
+        coef, res = _huber(np.column_stack([np.ones(int(ok.sum())), e[:, top]]), v[ok])
+    x = np.column_stack([np.ones(int(ok.sum())), e[:, top]])
+    res_all = np.full(v.size, nan)
+    res_all[ok] = v[ok] - np.maximum(x @ coef, 0.0)
+    r = res_all[ok]
+    res_sd, pcn_sd = _robust_sd(r), _robust_sd(v[ok])
+    credible = bool(corr[top[0]] >= CROSSTALK_MIN_CORR and res_sd <= CROSSTALK_SD_SHARE * pcn_sd)
+    threshold = float(max(np.median(r) + CROSSTALK_RES_SD * res_sd, CROSSTALK_MIN_RES))
+    fit = CrossTalkFit(tuple(int(c) for c in cand[top]), tuple(float(c) for c in coef), float(corr[top[0]]),
+                       res_sd, pcn_sd, threshold, credible)
+    return fit, res_all
+
+
+def crosstalk_carriers(pcn_value: np.ndarray, residual: np.ndarray, fit: CrossTalkFit,
+                       carrier_min: float) -> np.ndarray:
+    """Samples whose PCN the cross-talk model does not explain: residual ≥ ``fit.threshold``, PCN ≥
+    ``carrier_min`` copies and at least half the PCN unexplained. All False unless the fit is credible."""
+    v = np.asarray(pcn_value, dtype=np.float64)
+    r = np.asarray(residual, dtype=np.float64)
+    if not fit.credible:
+        return np.zeros(v.size, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(r) & (r >= fit.threshold) & (v >= carrier_min) & (r >= 0.5 * v)

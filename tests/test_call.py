@@ -477,6 +477,7 @@ def test_call_counts_table(cohort):
     assert (row.amplified, row.absent, row.uncallable) == (1, 1, 4)     # amp; del; qcfail, kv, masked, lowdepth
     assert row[["uncallable", "absent", "normal", "present", "amplified"]].sum() == len(SAMPLES)
     assert "species_excluded 1" in row.statuses
+    assert row.rules == "original 4"                                   # which rule made the callable calls
     assert list(counts.level.unique()) == ["chromosome", "family", "member"]
 
 

@@ -13,6 +13,7 @@ from cnvrock_lib import calling
 from cnvrock_lib import truth as T
 from cnvrock_lib.calling import decision as D
 from cnvrock_lib.calling.quick import quick_stage_inputs
+from cnvrock_lib.errors import ParamsError
 from cnvrock_lib.params import load_params
 from cnvrock_lib.simulate import DEV_WORLD_SEEDS, simulate_cohort
 
@@ -176,3 +177,32 @@ def test_crosstalk_model_separates_carriers_inside_the_background():
     # an element bin that says nothing about the gene: no model
     fit, _ = D.fit_crosstalk(pcn, excess[:, :5], np.arange(5))
     assert not fit.credible
+
+
+def test_supervised_learns_from_training_labels_only(sim, tmp_path):
+    data, out = sim
+    result = _calls(data, out, pcn_threshold_method="supervised")
+    ok = result.plasmid_calls[result.plasmid_calls.status == "ok"]
+    fam = result.thresholds[result.thresholds.level == "family"]
+    # families without a GT column (blaTEM) or with one class among the training labels keep the fixed threshold
+    assert set(ok.call_rule) == {"supervised:training_labels", "fixed"}
+    assert set(fam[fam.supervised_n_train > 0].method_used) == {"supervised"}
+    # flipping every hold-out sample's AMRFinder label changes nothing; flipping training labels does
+    held = set((data / "holdout_ids.txt").read_text().split())
+    gt = pd.read_csv(data / "amrfinder_gt.tsv", sep="\t", dtype={"sample_id": str})
+    families = [c for c in gt.columns if c in set(fam.gene)]
+    for subset, same in ((gt.sample_id.isin(held), True), (~gt.sample_id.isin(held), False)):
+        flipped = gt.copy()
+        flipped.loc[subset, families] = 1 - flipped.loc[subset, families]
+        path = tmp_path / ("holdout_flipped.tsv" if same else "train_flipped.tsv")
+        flipped.to_csv(path, sep="\t", index=False)
+        other = _calls(data, out, pcn_threshold_method="supervised", kpsc_gt_path=str(path))
+        assert other.plasmid_calls.equals(result.plasmid_calls) == same
+
+
+def test_supervised_without_a_holdout_list_is_a_one_line_error(sim):
+    data, out = sim
+    params = load_params(data / "params.yaml", overrides={"out_dir": str(out), "holdout_ids_path": None,
+                                                           "pcn_threshold_method": "supervised"})
+    with pytest.raises(ParamsError, match="supervised needs holdout_ids_path"):
+        calling.stage.call_genes(params, write=False)

@@ -57,7 +57,7 @@ class PlasmidConfig:
 
     absent_threshold: float       # pcn_absent_threshold (copies), for genes without their own
     amp_threshold: float          # pcn_amp_threshold (copies)
-    threshold_method: str         # cohort_gmm | fixed | mixture
+    threshold_method: str         # cohort_gmm | fixed | mixture | supervised
     min_chrom_depth: float        # samples below this median chromosome depth (reads per bin) are uncallable
 
     @classmethod
@@ -171,7 +171,8 @@ class PlasmidInputs:
 
 
 def call_plasmid(sample_ids: np.ndarray, medians: np.ndarray, dispersion: np.ndarray | None,
-                 inputs: PlasmidInputs, config: PlasmidConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 inputs: PlasmidInputs, config: PlasmidConfig,
+                 train_labels: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Plasmid gene calls (SPEC §7.2) at member and family level, and the threshold table.
 
     Parameters
@@ -179,6 +180,8 @@ def call_plasmid(sample_ids: np.ndarray, medians: np.ndarray, dispersion: np.nda
     sample_ids : (n,) samples of the chromosome store (the rows of the output).
     medians : (n,) their robust median chromosome counts (reads per 1 kb bin).
     dispersion : (n,) bin-level count overdispersion φ for the PCN intervals; None = Poisson.
+    train_labels : family -> (n,) int8 ground-truth labels of the TRAINING samples (1 present,
+        0 absent, −1 unknown or hold-out); only ``pcn_threshold_method: supervised`` reads them.
 
     Returns ``(plasmid_gene_calls, pcn_thresholds)`` tables.
     """
@@ -224,6 +227,23 @@ def call_plasmid(sample_ids: np.ndarray, medians: np.ndarray, dispersion: np.nda
     thresholds = threshold_table({k: v[callable_] for k, v in values.items()}, fixed,
                                  config.threshold_method, config.amp_threshold,
                                  {k: ~v[callable_] for k, v in on_bb.items()})
+    if config.threshold_method == "supervised":
+        family_of = {m: fam for fam, members in inputs.families.items() for m in members}
+        sup = []
+        for r in thresholds.itertuples():
+            fam = r.gene if r.level == "family" else family_of.get(r.gene, r.gene)
+            labels = (train_labels or {}).get(fam)
+            fit = D.supervised_threshold(values[(r.level, r.gene)], labels, callable_) if labels is not None \
+                else D.SupervisedFit(float("nan"), 0, 0, float("nan"), f"no ground-truth column {fam}")
+            sup.append(fit)
+        thresholds["supervised_threshold"] = [f.threshold for f in sup]
+        thresholds["supervised_n_train"] = [f.n_train for f in sup]
+        thresholds["supervised_train_mcc"] = [f.train_mcc for f in sup]
+        thresholds["fallback_reason"] = [f.note for f in sup]
+        learned = np.array([np.isfinite(f.threshold) for f in sup])
+        thresholds["used_threshold"] = np.where(learned, thresholds["supervised_threshold"],
+                                                thresholds["fixed_threshold"])
+        thresholds["method_used"] = np.where(learned, "supervised", "fixed")
     used = {(r.level, r.gene): (r.used_threshold, r.method_used) for r in thresholds.itertuples()}
     amp = config.amp_threshold
     phi = np.ones(n) if dispersion is None else np.asarray(dispersion, dtype=np.float64)
@@ -239,7 +259,7 @@ def call_plasmid(sample_ids: np.ndarray, medians: np.ndarray, dispersion: np.nda
         value = values[(lvl, name)]
         thr, method = used[(lvl, name)]
         call = plasmid_call(value, thr, amp)
-        rule = np.full(n, method, dtype=object)
+        rule = np.full(n, "supervised:training_labels" if method == "supervised" else method, dtype=object)
         if method == "cohort_gmm":
             on = on_bb[(lvl, name)]
             rule = np.where(on, "cohort_gmm:backbone", "cohort_gmm:threshold").astype(object)
@@ -247,7 +267,7 @@ def call_plasmid(sample_ids: np.ndarray, medians: np.ndarray, dispersion: np.nda
             fit = None
             if excess is not None:
                 fit, res = D.fit_crosstalk(np.where(off, value, np.nan), excess, candidates)
-                extra = off & D.crosstalk_carriers(value, res, fit, COHORT_CARRIER_MIN) & (call == 0)
+                extra = off & D.crosstalk_carriers(value, res, fit, D.CROSSTALK_MIN_PCN) & (call == 0)
                 rule = np.where(extra, "cohort_gmm:crosstalk", rule)
                 on = on | extra
             crosstalk.append(fit)

@@ -174,12 +174,13 @@ def call_side_probability(value: np.ndarray, lo: np.ndarray, hi: np.ndarray, fit
 
 
 # ----------------------------------------------------------------------------- cross-talk model
-CROSSTALK_MIN_CORR = 0.7      # Spearman correlation the best element bin needs with the gene's PCN
+CROSSTALK_MIN_CORR = 0.6      # Spearman correlation the best element bin needs with the gene's PCN
 CROSSTALK_SD_SHARE = 0.5      # residual robust sd at most this share of the PCN's robust sd
 CROSSTALK_N_BINS = 3          # at most this many element bins predict a gene's cross-talk (forward selection)
 CROSSTALK_NEXT_CORR = 0.3     # a further bin needs this Spearman correlation with what is still unexplained
 CROSSTALK_RES_SD = 4.0        # carriers: residual above its median + this many robust sd ...
 CROSSTALK_MIN_RES = 0.15      # ... and at least this many copies (off-panel alleles map at 15-80 %)
+CROSSTALK_MIN_PCN = 0.5      # ... and a PCN of at least this many copies (a carrier group's mean, COHORT_CARRIER_MIN)
 CROSSTALK_MIN_BINS = 10       # fewer off-backbone samples or candidate bins: no model
 HUBER_K = 1.345
 
@@ -301,3 +302,46 @@ def crosstalk_carriers(pcn_value: np.ndarray, residual: np.ndarray, fit: CrossTa
         return np.zeros(v.size, dtype=bool)
     with np.errstate(invalid="ignore"):
         return np.isfinite(r) & (r >= fit.threshold) & (v >= carrier_min) & (r >= 0.5 * v)
+
+
+# ----------------------------------------------------------------------------- supervised (optional)
+@dataclass(frozen=True)
+class SupervisedFit:
+    """A threshold chosen on training samples' ground-truth labels (``pcn_threshold_method: supervised``)."""
+
+    threshold: float            # PCN (copies); NaN when it cannot be learned (then the fixed one is used)
+    n_train: int                # labelled training samples used
+    n_train_positive: int
+    train_mcc: float            # MCC of the threshold on those samples (in-sample, optimistic)
+    note: str = ""
+
+
+def supervised_threshold(pcn_value: np.ndarray, labels: np.ndarray, usable: np.ndarray) -> SupervisedFit:
+    """The PCN threshold with the highest MCC on the labelled training samples.
+
+    ``labels``: 1 present, 0 absent, −1 unknown or hold-out (never used). Candidates are the
+    midpoints between neighbouring distinct PCN values; ties go to the lowest threshold.
+    NaN threshold (with a note) when the training samples lack a class.
+    """
+    v = np.asarray(pcn_value, dtype=np.float64)
+    y = np.asarray(labels)
+    train = np.asarray(usable, bool) & np.isfinite(v) & (y >= 0)
+    x, t = v[train], y[train] == 1
+    n_pos = int(t.sum())
+    if n_pos == 0 or n_pos == t.size:
+        return SupervisedFit(float("nan"), int(t.size), n_pos, float("nan"),
+                             "training labels have a single class: fixed threshold used")
+    order = np.argsort(x, kind="stable")
+    xs, ts = x[order], t[order]
+    # predict present for samples i.. (sorted): tp = positives at or above i, etc.
+    pos_above = np.cumsum(ts[::-1])[::-1]
+    n_above = np.arange(xs.size, 0, -1)
+    tp, fp = pos_above, n_above - pos_above
+    fn, tn = n_pos - tp, (t.size - n_pos) - fp
+    den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = np.where(den > 0, (tp * tn - fp * fn) / np.where(den > 0, den, 1.0), -1.0)
+    distinct = np.r_[True, xs[1:] > xs[:-1]]                  # a cut can only fall between distinct values
+    mcc = np.where(distinct, mcc, -np.inf)
+    i = int(np.argmax(mcc))
+    threshold = xs[0] if i == 0 else 0.5 * (xs[i - 1] + xs[i])
+    return SupervisedFit(float(threshold), int(t.size), n_pos, float(mcc[i]))

@@ -20,7 +20,8 @@ def call_counts(gene_calls: pd.DataFrame, plasmid_calls: pd.DataFrame) -> pd.Dat
     """Samples per call label for every chromosomal gene and plasmid family/member.
 
     Columns: ``gene level uncallable absent normal present amplified`` (0 where a label does
-    not apply) and ``statuses`` (counts of the non-ok statuses).
+    not apply), ``statuses`` (counts of the non-ok statuses) and ``rules`` (callable rows per
+    ``call_rule``: which rule made the calls).
     """
     frames = []
     if len(gene_calls):
@@ -29,8 +30,9 @@ def call_counts(gene_calls: pd.DataFrame, plasmid_calls: pd.DataFrame) -> pd.Dat
         frames.append(plasmid_calls)
     if not frames:
         return pd.DataFrame(columns=["gene", "level", "uncallable", "absent", "normal", "present", "amplified",
-                                     "statuses"])
-    both = pd.concat([f[["gene", "level", "label", "status"]] for f in frames], ignore_index=True)
+                                     "statuses", "rules"])
+    cols = ["gene", "level", "label", "status", "call_rule"]
+    both = pd.concat([f.reindex(columns=cols, fill_value="") for f in frames], ignore_index=True)
     table = pd.crosstab([both.gene, both.level], both.label)
     for col in ("uncallable", "absent", "normal", "present", "amplified"):
         if col not in table.columns:
@@ -39,6 +41,9 @@ def call_counts(gene_calls: pd.DataFrame, plasmid_calls: pd.DataFrame) -> pd.Dat
     bad = both[both.status != "ok"].groupby(["gene", "level"])["status"].agg(
         lambda s: ", ".join(f"{k} {v}" for k, v in s.value_counts().sort_index().items()))
     table["statuses"] = [bad.get((g, lvl), "") for g, lvl in zip(table.gene, table.level)]
+    rules = both[both.status == "ok"].groupby(["gene", "level"])["call_rule"].agg(
+        lambda s: ", ".join(f"{k} {v}" for k, v in s.value_counts().sort_index().items()))
+    table["rules"] = [rules.get((g, lvl), "") for g, lvl in zip(table.gene, table.level)]
     order = {"chromosome": 0, "family": 1, "member": 2}
     return table.sort_values(["level", "gene"], key=lambda c: c.map(order) if c.name == "level" else c) \
         .reset_index(drop=True)

@@ -17,7 +17,8 @@ import pandas as pd
 from .. import artefacts as A
 from .. import reference
 from ..geometry import contig_slices
-from ..errors import InputError
+from ..errors import InputError, ParamsError
+from ..holdout import holdout_mask
 from ..normalise import sample_medians
 from ..params import Params
 from ..store import NpyStore, open_store
@@ -116,6 +117,32 @@ def plasmid_inputs(params: Params, sample_ids: np.ndarray) -> PlasmidInputs:
     return PlasmidInputs(aligned, present, regions, columns, store.bin_lengths, panel, families)
 
 
+def training_labels(params: Params, sample_ids: np.ndarray) -> dict[str, np.ndarray] | None:
+    """AMRFinder family labels of the TRAINING samples for ``pcn_threshold_method: supervised``
+    (None for every other method: no truth reaches those calls).
+
+    Returns family -> int8 (n,) with 1 present, 0 absent, −1 unknown or hold-out. Raises
+    ParamsError when ``kpsc_gt_path`` or ``holdout_ids_path`` is unset (without a hold-out list
+    there is nothing left to evaluate the supervised calls on).
+    """
+    if params.pcn_threshold_method != "supervised":
+        return None
+    from ..evaluate import labels_from_gt, load_ground_truth
+
+    for key in ("kpsc_gt_path", "holdout_ids_path"):
+        if not getattr(params, key):
+            raise ParamsError(f"pcn_threshold_method: supervised needs {key} (training labels are the "
+                              f"AMRFinder GT of the samples not in the hold-out list)")
+    truth = load_ground_truth(params.kpsc_gt_path).values
+    held = holdout_mask(params.holdout_ids_path, sample_ids)
+    ids = pd.Index(np.asarray(sample_ids).astype(str))
+    out = {}
+    for fam in truth.columns:
+        labels = labels_from_gt(truth[fam].reindex(ids).to_numpy(dtype=np.float64), "presence")
+        out[fam] = np.where(held, -1, labels).astype(np.int8)
+    return out
+
+
 def call_genes(params: Params, write: bool = True) -> CallResult:
     """Stage 03: chromosomal and plasmid gene calls for every sample of the chromosome store.
 
@@ -145,7 +172,8 @@ def call_genes(params: Params, write: bool = True) -> CallResult:
     if params.plasmid_store_path:
         plasmid_calls, thresholds = call_plasmid(store.sample_ids, medians, bin_dispersion(store.counts, medians),
                                                  plasmid_inputs(params, store.sample_ids),
-                                                 PlasmidConfig.from_params(params))
+                                                 PlasmidConfig.from_params(params),
+                                                 training_labels(params, store.sample_ids))
     else:
         plasmid_calls, thresholds = empty_plasmid_tables()
     seconds["plasmid"] = time.perf_counter() - t2
@@ -164,4 +192,4 @@ def call_plasmid_genes(params: Params, sample_ids: np.ndarray, medians: np.ndarr
     """:func:`.core.call_plasmid` on the plasmid store and panels that ``params`` name (for benchmarks
     that vary the params). Returns ``(plasmid_gene_calls, pcn_thresholds)``, not written."""
     return call_plasmid(sample_ids, medians, dispersion, plasmid_inputs(params, sample_ids),
-                        PlasmidConfig.from_params(params))
+                        PlasmidConfig.from_params(params), training_labels(params, sample_ids))

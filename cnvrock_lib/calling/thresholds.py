@@ -31,7 +31,8 @@ THRESHOLD_COLUMNS = ["level", "gene", "fixed_threshold", "mixture_threshold", "c
                      "cohort_n_carrier_components", "cohort_background_pcn", "cohort_background_sd",
                      "cohort_carrier_pcn", "cohort_carrier_weight", "cohort_ashman_d", "cohort_delta_bic",
                      "cohort_rule", "pcn_model_error_sd", "crosstalk_credible", "crosstalk_bins", "crosstalk_corr",
-                     "crosstalk_residual_sd", "crosstalk_threshold", "n_crosstalk_carriers"]
+                     "crosstalk_residual_sd", "crosstalk_threshold", "n_crosstalk_carriers", "supervised_threshold",
+                     "supervised_n_train", "supervised_train_mcc"]
 
 
 @dataclass

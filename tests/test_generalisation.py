@@ -131,6 +131,10 @@ def test_paired_shv_scores_both_methods_on_the_samples_both_call():
     assert np.isnan(p.loc[0, "mcc_reference"])
     p2 = G.paired_shv(pd.concat([ref, alt]), truth).iloc[0]
     assert p2.n == 40 and p2.mcc_reference == pytest.approx(1.0) and p2.mcc_method < 1.0
+    # only the named alternatives are paired (the supervised option is CNVRock itself)
+    sup = _calls(G.SUPERVISED, truth)
+    p3 = G.paired_shv(pd.concat([ref, alt, sup]), truth, others=["alt"])
+    assert p3.method.tolist() == ["alt"]
 
 
 def _scores_for(key: str, flips: dict[str, int], method: str = G.CNVROCK, **tag) -> pd.DataFrame:

@@ -127,7 +127,7 @@ def training_labels(params: Params, sample_ids: np.ndarray) -> dict[str, np.ndar
     """
     if params.pcn_threshold_method != "supervised":
         return None
-    from ..evaluate import labels_from_gt, load_ground_truth
+    from ..evaluation import labels_from_gt, load_ground_truth
 
     for key in ("kpsc_gt_path", "holdout_ids_path"):
         if not getattr(params, key):

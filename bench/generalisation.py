@@ -629,8 +629,9 @@ def figure(table: pd.DataFrame, coverage: pd.DataFrame, path: Path) -> None:
     for i, (col, mk) in enumerate((("blaSHV:all", "o"), ("blaSHV:positives", "^"), ("families:all", "s"),
                                    ("families:positives", "v"))):
         ax.scatter(x + (i - 1.5) * 0.15, cov[col], marker=mk, s=18, label=col.replace(":", ", "))
-    ax.set_xticks(x, labels, fontsize=6)
-    ax.set_ylim(0, 1.02)
+    ax.set_xticks(x, [str(i + 1) for i in x], fontsize=6)
+    ax.set_xlabel("cohort (the order of the left panel)", fontsize=8)
+    ax.set_ylim(0.4, 1.02)
     ax.set_ylabel("share of true dosages inside CNVRock's 95 % interval")
     ax.set_title("Interval coverage per cohort", fontsize=10)
     ax.legend(fontsize=7, loc="lower left")
@@ -809,7 +810,7 @@ def verdict_lines(summary: dict, table: pd.DataFrame, scores: pd.DataFrame) -> l
             other = pooled.get((gene, m), np.nan)
             if np.isfinite(mine) and np.isfinite(other) and other > mine:
                 losses.append(f"{gene} ({m} {other:.3f} vs CNVRock {mine:.3f})")
-    L.append("* Pooled over cohorts, CNVRock's MCC is below an alternative's on: "
+    L.append("* Pooled over cohorts, CNVRock's MCC is below another row's on: "
              + ("; ".join(losses) if losses else "no target") + " (*blaSHV*: extra dosage; CNVkit on its subset).")
     L.append(f"* CNVRock's lowest MCC: median {_f(summary['median_lowest_mcc'], 3)}, worst "
              f"{_f(summary['worst_lowest_mcc'], 3)} (targets 0.90 and 0.80: "
@@ -823,6 +824,11 @@ def verdict_lines(summary: dict, table: pd.DataFrame, scores: pd.DataFrame) -> l
         L.append(f"* *blaSHV*, paired: CNVRock is {verb} {m} in "
                  f"{v['cohorts'] - v['reference_at_least'] if verb == 'beaten by' else v['reference_at_least']}"
                  f" of {v['cohorts']} cohorts (median MCC difference {v['median_difference']:+.3f}).")
+    same = table[f"shv:{RAW}"].equals(table[f"shv:{HMMLEARN}"])
+    if same:
+        L.append("* Raw-ratio thresholds and hmmlearn give the same *blaSHV* MCC in every cohort: *blaSHV* has "
+                 "fewer usable bins than `cnv_crr_min_bins_fallback`, so its call rests on the CRR alone and the "
+                 "HMM states never enter it.")
     worst = table.groupby(f"worst:{CNVROCK}").size().sort_values(ascending=False)
     if len(worst):
         L.append("* The target that gave CNVRock's lowest MCC, counted over cohorts: "

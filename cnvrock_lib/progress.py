@@ -109,9 +109,10 @@ class Progress:
         elif line is not None:
             self.log(line)
         elif self.next_log is not None and self.total > 0 and self.done / self.total >= self.next_log:
-            speed = f" ({self.done / max(time.perf_counter() - self.t0, 1e-9):.0f} {self.unit}s/s)" if self.rate else ""
-            self.log(f"{self.desc}: {self.done}/{self.total} {self.unit}s{speed}" if self.rate
-                     else f"{self.done}/{self.total} {self.unit}s")
+            line = f"{self.desc}: {self.done}/{self.total} {self.unit}s"
+            if self.rate:
+                line += f" ({self.done / max(time.perf_counter() - self.t0, 1e-9):.0f} {self.unit}s/s)"
+            self.log(line)
             while self.done / self.total >= self.next_log:
                 self.next_log += self.every
 
